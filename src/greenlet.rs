@@ -1,0 +1,756 @@
+//! `Greenlet<T>`, its `Builder`, `spawn`, `spawn_later` and `current` (gevent.greenlet).
+//!
+//! This file holds the crate's only `unsafe`: the call to may's spawn and to may's cancel.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use may::sync::SyncFlag;
+
+use crate::config;
+use crate::error::JoinError;
+use crate::panic;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+// Why a greenlet is asked to stop (`Meta::kill`).
+const NOT_KILLED: u8 = 0;
+const KILLED: u8 = 1;
+const TIMED_OUT: u8 = 2;
+
+// How a greenlet ended (`Meta::outcome`).
+const RUNNING: u8 = 0;
+const OK: u8 = 1;
+const FAILED: u8 = 2;
+
+may::coroutine_local!(static CURRENT: RefCell<Option<GreenletRef>> = RefCell::new(None));
+
+type Callback = Box<dyn FnOnce() + Send>;
+type Link<T> = Box<dyn FnOnce(&Result<T, JoinError>) + Send>;
+
+/// What every greenlet has, whatever its result type.
+struct Meta {
+    id: u64,
+    name: OnceLock<String>,
+    co: OnceLock<may::coroutine::Coroutine>,
+    /// `NOT_KILLED`, or the reason of the first kill request.
+    kill: AtomicU8,
+    /// True until the body has returned or unwound; a kill after that is a no-op.
+    running: AtomicBool,
+    outcome: AtomicU8,
+    report_panics: bool,
+    done: SyncFlag,
+    /// Run once `done` has fired; `None` afterwards (then callbacks run at once).
+    on_done: Mutex<Option<Vec<Callback>>>,
+}
+
+struct Slot<T> {
+    result: Option<Result<T, JoinError>>,
+    links: Vec<Link<T>>,
+    finished: bool,
+}
+
+struct Inner<T> {
+    meta: Meta,
+    slot: Mutex<Slot<T>>,
+}
+
+/// Type-erased access to a greenlet, for [`GreenletRef`].
+trait Erased: Send + Sync {
+    fn meta(&self) -> &Meta;
+}
+
+impl<T: Send> Erased for Inner<T> {
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+}
+
+/// A locked mutex whose holder panicked is still usable: our critical sections never leave
+/// the data half-updated.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Meta {
+    fn new(name: Option<String>, report_panics: bool) -> Meta {
+        let name_cell = OnceLock::new();
+        if let Some(name) = name {
+            let _ = name_cell.set(name);
+        }
+        Meta {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            name: name_cell,
+            co: OnceLock::new(),
+            kill: AtomicU8::new(NOT_KILLED),
+            running: AtomicBool::new(true),
+            outcome: AtomicU8::new(RUNNING),
+            report_panics,
+            done: SyncFlag::new(),
+            on_done: Mutex::new(Some(Vec::new())),
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.name.get_or_init(|| format!("Greenlet-{}", self.id))
+    }
+
+    fn is_current(&self) -> bool {
+        current_id() == Some(self.id)
+    }
+
+    /// Asks the greenlet to unwind at its next blocking point. Returns `false` when it had
+    /// already finished.
+    fn request_kill(&self, reason: u8) -> bool {
+        if !self.running.load(Ordering::Acquire) {
+            return false;
+        }
+        let _ = self
+            .kill
+            .compare_exchange(NOT_KILLED, reason, Ordering::AcqRel, Ordering::Acquire);
+        if let Some(co) = self.co.get() {
+            // SAFETY: may marks `cancel` unsafe because it unwinds the target at its next
+            // blocking point and so "drops all the resources the coroutine holds". That is the
+            // unwinding of an ordinary panic, which safe Rust code must already tolerate, and it
+            // is exactly the documented meaning of `kill`. The real hazard is cancelling a
+            // coroutine that has finished: its stale wait registration could then wake an
+            // unrelated coroutine. We only get here while `running` is set, i.e. before our
+            // wrapper's body has returned; the remaining window (the body returning between the
+            // check and this call) leaves registrations that belong to this coroutine alone
+            // (its own park and per-wait blockers), which nothing else waits on.
+            unsafe { co.cancel() };
+        }
+        true
+    }
+
+    fn kill_error(&self) -> JoinError {
+        match self.kill.load(Ordering::Acquire) {
+            TIMED_OUT => JoinError::TimedOut,
+            _ => JoinError::Killed,
+        }
+    }
+
+    /// Blocks (parks, inside a greenlet) until the greenlet has finished.
+    #[track_caller]
+    fn join(&self) {
+        assert!(!self.is_current(), "a greenlet cannot join itself");
+        self.done.wait();
+    }
+
+    fn join_timeout(&self, d: Duration) -> bool {
+        if self.done.is_fired() {
+            return true;
+        }
+        if self.is_current() {
+            crate::sleep(d);
+            return false;
+        }
+        self.done.wait_timeout(d)
+    }
+
+    fn kill(&self) -> bool {
+        self.request_kill(KILLED);
+        if self.is_current() {
+            return true;
+        }
+        self.join();
+        self.outcome.load(Ordering::Acquire) == FAILED && self.kill.load(Ordering::Acquire) != 0
+    }
+
+    fn kill_timeout(&self, d: Duration) -> bool {
+        self.request_kill(KILLED);
+        self.join_timeout(d)
+    }
+
+    /// Registers `cb` to run once the greenlet is done (at once if it already is). `cb` runs on
+    /// the finishing greenlet and must not block.
+    fn on_done(&self, cb: Callback) {
+        let mut list = lock(&self.on_done);
+        match list.as_mut() {
+            Some(list) => list.push(cb),
+            None => {
+                drop(list);
+                cb();
+            }
+        }
+    }
+
+    /// Marks the greenlet done: wakes joiners, then runs the `on_done` callbacks.
+    fn complete(&self) {
+        self.done.fire();
+        let callbacks = lock(&self.on_done).take().unwrap_or_default();
+        for cb in callbacks {
+            cb();
+        }
+    }
+}
+
+impl<T: Send + 'static> Inner<T> {
+    /// The body of every greenlet's coroutine.
+    fn run<F: FnOnce() -> T>(self: Arc<Self>, f: F) {
+        let meta = &self.meta;
+        if let Some(co) = may_current() {
+            let _ = meta.co.set(co);
+        }
+        CURRENT.with(|c| *c.borrow_mut() = Some(GreenletRef(self.clone())));
+        let result = if meta.kill.load(Ordering::Acquire) != NOT_KILLED {
+            // Killed before its first switch: the body never runs (gevent #330).
+            Err(meta.kill_error())
+        } else {
+            catch_unwind(AssertUnwindSafe(f)).map_err(|payload| self.failure(&*payload))
+        };
+        meta.running.store(false, Ordering::Release);
+        self.finish(result);
+    }
+
+    fn failure(&self, payload: &(dyn std::any::Any + Send)) -> JoinError {
+        if panic::is_cancel(payload) {
+            return self.meta.kill_error();
+        }
+        let msg = panic::message(payload);
+        if self.meta.report_panics {
+            let at = panic::take_location(&msg).unwrap_or_else(|| "<unknown>".into());
+            log::error!(
+                "greenlet {} (id {}) panicked at {at}: {msg}",
+                self.meta.name(),
+                self.meta.id
+            );
+        }
+        JoinError::Panicked(msg)
+    }
+
+    /// Stores the result, runs the links (in a new greenlet, as gevent does), then completes.
+    fn finish(self: Arc<Self>, result: Result<T, JoinError>) {
+        let outcome = if result.is_ok() { OK } else { FAILED };
+        self.meta.outcome.store(outcome, Ordering::Release);
+        let has_links = {
+            let mut slot = lock(&self.slot);
+            slot.result = Some(result);
+            slot.finished = true;
+            !slot.links.is_empty()
+        };
+        if !has_links {
+            return self.meta.complete();
+        }
+        // The finishing greenlet may be unwinding from a kill and cannot block any more, so
+        // the links, which may block, run in a greenlet of their own.
+        let this = self.clone();
+        let runner = Builder::new()
+            .name(format!("{}-links", self.meta.name()))
+            .spawn(move || this.run_links());
+        if let Err(e) = runner {
+            log::warn!("cannot spawn the link runner ({e}); running links inline");
+            self.run_links();
+        }
+    }
+
+    fn run_links(&self) {
+        let (links, result) = {
+            let mut slot = lock(&self.slot);
+            (std::mem::take(&mut slot.links), slot.result.take())
+        };
+        let guard = PutBack(&self.slot, result);
+        if let Some(result) = &guard.1 {
+            for link in links {
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| link(result))) {
+                    log::error!(
+                        "link callback of greenlet {} panicked: {}",
+                        self.meta.name(),
+                        panic::message(&*p)
+                    );
+                }
+            }
+        }
+        drop(guard);
+        self.meta.complete();
+    }
+}
+
+fn may_current() -> Option<may::coroutine::Coroutine> {
+    may::coroutine::is_coroutine().then(may::coroutine::current)
+}
+
+fn current_id() -> Option<u64> {
+    if !may::coroutine::is_coroutine() {
+        return None;
+    }
+    CURRENT.with(|c| c.borrow().as_ref().map(|g| g.0.meta().id))
+}
+
+/// The one door to may's `unsafe` spawn. Stack exhaustion, which may reports by panicking,
+/// becomes an `io::Error`.
+fn raw_spawn<F>(builder: may::coroutine::Builder, f: F) -> io::Result<()>
+where
+    F: FnOnce() + Send + 'static,
+{
+    let spawned = panic::quietly(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: may's two conditions for `spawn` (coroutine_impl.rs) are not memory-safety
+            // preconditions of its arguments, and we meet them as follows. (1) Thread-local
+            // storage: a coroutine can move between worker threads at a blocking point, so a
+            // reference to a thread-local held across one may point at another thread's value.
+            // Our wrapper keeps no such reference (per-greenlet state uses may's
+            // coroutine-local storage), and the crate docs (# Caveats) tell users not to.
+            // (2) Stack overflow: every stack has a guard page, and may's SIGSEGV handler
+            // reports the overflow and exits the process instead of corrupting memory.
+            unsafe { builder.spawn(f) }
+        }))
+    });
+    match spawned {
+        Ok(Ok(_detached)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(payload) => Err(stack_error(&panic::message(&*payload))),
+    }
+}
+
+fn stack_error(cause: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        format!(
+            "cannot allocate a greenlet stack ({cause}): each live greenlet takes two memory \
+             mappings, limited by vm.max_map_count (raise it with `sysctl -w vm.max_map_count=N`), \
+             and its stack size in address space (use smaller stacks: `Builder::stack_size`, \
+             `config().stack_size`)"
+        ),
+    )
+}
+
+/// A handle to a spawned greenlet: wait for it, read its result, kill it.
+///
+/// Dropping a `Greenlet` detaches it: it runs on, and its result is discarded.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let g = greenlet::spawn(|| {
+///     greenlet::sleep(Duration::from_millis(10));
+///     "done"
+/// });
+/// assert!(!g.ready());
+/// g.join();
+/// assert!(g.successful());
+/// assert_eq!(g.get(), Ok("done"));
+/// ```
+#[must_use = "dropping a Greenlet detaches it; call `join`, `get` or `kill`, or drop it on purpose"]
+pub struct Greenlet<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T: Send + 'static> Greenlet<T> {
+    /// Waits until the greenlet has finished (and its [`link`](Self::link) callbacks have run).
+    /// Never fails: read the outcome with [`get`](Self::get) or [`error`](Self::error).
+    ///
+    /// # Panics
+    ///
+    /// If called by the greenlet itself (it would wait forever).
+    ///
+    /// # Kill safety
+    ///
+    /// A kill while waiting ends the waiting greenlet; the joined one is unaffected.
+    #[track_caller]
+    pub fn join(&self) {
+        self.inner.meta.join();
+    }
+
+    /// Waits at most `d` for the greenlet to finish. Returns `true` if it has finished.
+    ///
+    /// Never returns early with `false`: it waits the whole `d` unless the greenlet finishes.
+    pub fn join_timeout(&self, d: Duration) -> bool {
+        self.inner.meta.join_timeout(d)
+    }
+
+    /// Waits for the greenlet and returns its value.
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::Panicked`] with the panic message if it panicked, [`JoinError::Killed`] if
+    /// it was killed, [`JoinError::TimedOut`] if its own [`Timeout`](crate::Timeout) fired.
+    ///
+    /// # Panics
+    ///
+    /// If called by the greenlet itself.
+    #[track_caller]
+    pub fn get(self) -> Result<T, JoinError> {
+        self.join();
+        lock(&self.inner.slot)
+            .result
+            .take()
+            .expect("a joined greenlet holds its result")
+    }
+
+    /// Returns `true` once the greenlet has finished (and its links have run).
+    pub fn ready(&self) -> bool {
+        self.inner.meta.done.is_fired()
+    }
+
+    /// Returns `true` if the greenlet has finished and returned a value.
+    ///
+    /// Unlike gevent, a killed greenlet is not successful: its result is
+    /// `Err(JoinError::Killed)`, so `successful()` always agrees with `get().is_ok()`.
+    pub fn successful(&self) -> bool {
+        self.ready() && self.inner.meta.outcome.load(Ordering::Acquire) == OK
+    }
+
+    /// The error the greenlet ended with, once it has finished; `None` while it runs or if it
+    /// returned a value (gevent's `exception`).
+    pub fn error(&self) -> Option<JoinError> {
+        if !self.ready() {
+            return None;
+        }
+        lock(&self.inner.slot).result.as_ref()?.as_ref().err().cloned()
+    }
+
+    /// Kills the greenlet and waits until it is gone.
+    ///
+    /// The greenlet unwinds at its next blocking point (sleep, socket wait, join, lock,
+    /// `yield_now`), running its destructors, and its result becomes [`JoinError::Killed`]. A
+    /// greenlet killed before it first ran never runs its body. A greenlet that computes
+    /// without ever blocking cannot be interrupted, so `kill` waits for it: use
+    /// [`kill_timeout`](Self::kill_timeout) to bound the wait.
+    ///
+    /// Returns `true` if this kill ended the greenlet, `false` if it had already finished by
+    /// itself (the kill was too late, so nothing was lost to it). A greenlet that kills itself
+    /// gets `true` at once and unwinds at its next blocking point.
+    pub fn kill(&self) -> bool {
+        self.inner.meta.kill()
+    }
+
+    /// Kills the greenlet and waits at most `d` for it to finish. Returns `true` if it has
+    /// finished.
+    pub fn kill_timeout(&self, d: Duration) -> bool {
+        self.inner.meta.kill_timeout(d)
+    }
+
+    /// Asks the greenlet to unwind at its next blocking point and returns at once (gevent's
+    /// `kill(block=False)`). Returns `false` if it had already finished.
+    pub fn kill_nowait(&self) -> bool {
+        self.inner.meta.request_kill(KILLED)
+    }
+
+    /// Runs `f` with the greenlet's result once it finishes (gevent's `link`).
+    ///
+    /// Links run in order, in a greenlet of their own, before [`join`](Self::join) returns, so
+    /// they may block. A link that panics is logged and the others still run. If the greenlet
+    /// has already finished, `f` runs at once on the caller.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let seen = Arc::new(AtomicBool::new(false));
+    /// let seen2 = seen.clone();
+    /// let g = greenlet::spawn(|| 7);
+    /// g.link(move |r| seen2.store(*r == Ok(7), Ordering::SeqCst));
+    /// g.join();
+    /// assert!(seen.load(Ordering::SeqCst));
+    /// ```
+    pub fn link<F>(&self, f: F)
+    where
+        F: FnOnce(&Result<T, JoinError>) + Send + 'static,
+    {
+        {
+            let mut slot = lock(&self.inner.slot);
+            if !slot.finished {
+                slot.links.push(Box::new(f));
+                return;
+            }
+        }
+        self.join();
+        let taken = lock(&self.inner.slot).result.take();
+        let guard = PutBack(&self.inner.slot, taken);
+        if let Some(result) = &guard.1 {
+            f(result);
+        }
+    }
+
+    /// The greenlet's name: the one given to [`Builder::name`], or `Greenlet-<id>`.
+    pub fn name(&self) -> &str {
+        self.inner.meta.name()
+    }
+
+    /// A process-unique number for this greenlet (gevent's `minimal_ident`, never reused).
+    pub fn id(&self) -> u64 {
+        self.inner.meta.id
+    }
+
+    /// A cloneable, type-erased handle to this greenlet.
+    pub fn handle(&self) -> GreenletRef {
+        GreenletRef(self.inner.clone())
+    }
+
+    /// Registers a non-blocking callback for when the greenlet is done (crate-internal
+    /// `rawlink`, used by `iwait`).
+    pub(crate) fn on_done(&self, cb: Callback) {
+        self.inner.meta.on_done(cb);
+    }
+
+    /// Whether this is the greenlet that is running the caller.
+    pub(crate) fn is_current(&self) -> bool {
+        self.inner.meta.is_current()
+    }
+}
+
+/// Puts a link's borrowed result back into its slot, also if the link panics.
+struct PutBack<'a, T>(&'a Mutex<Slot<T>>, Option<Result<T, JoinError>>);
+
+impl<T> Drop for PutBack<'_, T> {
+    fn drop(&mut self) {
+        lock(self.0).result = self.1.take();
+    }
+}
+
+impl<T> fmt::Debug for Greenlet<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_meta(&self.inner.meta, "Greenlet", f)
+    }
+}
+
+fn debug_meta(m: &Meta, ty: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.debug_struct(ty)
+        .field("id", &m.id)
+        .field("name", &m.name())
+        .field("ready", &m.done.is_fired())
+        .finish()
+}
+
+/// A cloneable handle to any greenlet, whatever its result type: what [`current`] returns.
+///
+/// # Examples
+///
+/// ```
+/// let g = greenlet::Builder::new()
+///     .name("worker")
+///     .spawn(|| greenlet::current().map(|me| me.name().to_owned()))?;
+/// assert_eq!(g.get().unwrap().as_deref(), Some("worker"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct GreenletRef(Arc<dyn Erased>);
+
+impl GreenletRef {
+    /// The greenlet's name.
+    pub fn name(&self) -> &str {
+        self.0.meta().name()
+    }
+
+    /// The greenlet's process-unique id.
+    pub fn id(&self) -> u64 {
+        self.0.meta().id
+    }
+
+    /// Returns `true` once the greenlet has finished.
+    pub fn ready(&self) -> bool {
+        self.0.meta().done.is_fired()
+    }
+
+    /// Waits for the greenlet to finish. See [`Greenlet::join`].
+    ///
+    /// # Panics
+    ///
+    /// If called by the greenlet itself.
+    #[track_caller]
+    pub fn join(&self) {
+        self.0.meta().join();
+    }
+
+    /// Waits at most `d`; `true` if the greenlet has finished. See [`Greenlet::join_timeout`].
+    pub fn join_timeout(&self, d: Duration) -> bool {
+        self.0.meta().join_timeout(d)
+    }
+
+    /// Kills the greenlet and waits for it. See [`Greenlet::kill`].
+    pub fn kill(&self) -> bool {
+        self.0.meta().kill()
+    }
+
+    /// Kills the greenlet and waits at most `d`. See [`Greenlet::kill_timeout`].
+    pub fn kill_timeout(&self, d: Duration) -> bool {
+        self.0.meta().kill_timeout(d)
+    }
+
+    /// Asks the greenlet to unwind at its next blocking point. See [`Greenlet::kill_nowait`].
+    pub fn kill_nowait(&self) -> bool {
+        self.0.meta().request_kill(KILLED)
+    }
+
+    /// Interrupts the greenlet because its [`Timeout`](crate::Timeout) expired.
+    pub(crate) fn interrupt_timeout(&self) {
+        self.0.meta().request_kill(TIMED_OUT);
+    }
+}
+
+impl fmt::Debug for GreenletRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_meta(self.0.meta(), "GreenletRef", f)
+    }
+}
+
+/// The greenlet that calls it, or `None` on a plain thread (or a raw may coroutine).
+///
+/// # Examples
+///
+/// ```
+/// assert!(greenlet::current().is_none()); // main is a plain thread
+/// let g = greenlet::spawn(|| greenlet::current().unwrap().id());
+/// let id = g.id();
+/// assert_eq!(g.get(), Ok(id));
+/// ```
+#[doc(alias = "getcurrent")]
+pub fn current() -> Option<GreenletRef> {
+    if !may::coroutine::is_coroutine() {
+        return None;
+    }
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+/// Configures and spawns a greenlet (gevent's `Greenlet(name=...)`).
+///
+/// # Examples
+///
+/// ```
+/// let g = greenlet::Builder::new()
+///     .name("big-stack")
+///     .stack_size(256 * 1024)
+///     .spawn(|| 42)?;
+/// assert_eq!(g.name(), "big-stack");
+/// assert_eq!(g.get(), Ok(42));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a Builder does nothing until `spawn` is called"]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+    report_panics: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// A builder with the default name (`Greenlet-<id>`) and stack size ([`crate::config`]).
+    pub fn new() -> Builder {
+        Builder {
+            name: None,
+            stack_size: None,
+            report_panics: true,
+        }
+    }
+
+    /// Names the greenlet; the name appears in panic reports and `Debug` output.
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the stack size in **bytes** (rounded up to whole 4 KiB pages, at least 8 KiB).
+    ///
+    /// A size other than the configured default maps a fresh stack for this greenlet instead of
+    /// reusing a pooled one (about 13 µs more per spawn).
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// For greenlets whose panic is handed to someone who re-raises it (`with_timeout`).
+    pub(crate) fn quiet_panics(mut self) -> Builder {
+        self.report_panics = false;
+        self
+    }
+
+    /// Spawns the greenlet. It starts running on a worker soon, not inline.
+    ///
+    /// # Errors
+    ///
+    /// An [`io::ErrorKind::OutOfMemory`] error when its stack cannot be allocated: too many
+    /// live greenlets for `vm.max_map_count`, or too little address space. The message says
+    /// what to change. Nothing is left running.
+    pub fn spawn<F, T>(self, f: F) -> io::Result<Greenlet<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        config::ensure_started();
+        let inner = Arc::new(Inner {
+            meta: Meta::new(self.name, self.report_panics),
+            slot: Mutex::new(Slot {
+                result: None,
+                links: Vec::new(),
+                finished: false,
+            }),
+        });
+        let mut builder = may::coroutine::Builder::new();
+        if let Some(bytes) = self.stack_size {
+            builder = builder.stack_size(config::stack_words(bytes));
+        }
+        let theirs = inner.clone();
+        raw_spawn(builder, move || theirs.run(f))?;
+        Ok(Greenlet { inner })
+    }
+}
+
+/// Spawns a greenlet running `f` (gevent's `spawn`). It starts soon on a worker, not inline.
+///
+/// # Panics
+///
+/// If the greenlet's stack cannot be allocated (see [`Builder::spawn`], which returns the
+/// error instead).
+///
+/// # Examples
+///
+/// ```
+/// let gs: Vec<_> = (0..10).map(|i| greenlet::spawn(move || i * i)).collect();
+/// let squares: Vec<_> = greenlet::joinall(gs).into_iter().map(Result::unwrap).collect();
+/// assert_eq!(squares[9], 81);
+/// ```
+#[track_caller]
+pub fn spawn<F, T>(f: F) -> Greenlet<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match Builder::new().spawn(f) {
+        Ok(g) => g,
+        Err(e) => panic!("greenlet::spawn failed: {e}"),
+    }
+}
+
+/// Spawns a greenlet that starts `f` after `delay` (gevent's `spawn_later`). Killed during the
+/// delay, it never runs `f`.
+///
+/// # Panics
+///
+/// As [`spawn`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// let start = Instant::now();
+/// let g = greenlet::spawn_later(Duration::from_millis(20), move || start.elapsed());
+/// assert!(g.get().unwrap() >= Duration::from_millis(20));
+/// ```
+#[track_caller]
+pub fn spawn_later<F, T>(delay: Duration, f: F) -> Greenlet<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    spawn(move || {
+        crate::sleep(delay);
+        f()
+    })
+}

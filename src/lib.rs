@@ -1,0 +1,132 @@
+//! gevent for Rust: run plain blocking-style code (connect, read, write, sleep) in thousands of
+//! green threads at once, without `async`/`await`.
+//!
+//! A *greenlet* is a stackful coroutine (from [may]) with a handle. Everything that would block
+//! inside one, such as a socket read, [`sleep`], [`Greenlet::join`] or a lock, parks only that
+//! greenlet, and its worker thread runs the others. So N fetches that each wait 200 ms take
+//! about 200 ms in total, not N × 200 ms, and the code stays sequential. Called from a plain
+//! thread such as `main`, the same functions block that thread, so code works both ways.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//!
+//! let start = Instant::now();
+//! let gs: Vec<_> = (0..100)
+//!     .map(|i| greenlet::spawn(move || {
+//!         greenlet::sleep(Duration::from_millis(100)); // stands in for a slow fetch
+//!         i
+//!     }))
+//!     .collect();
+//! let results = greenlet::joinall(gs);
+//! assert_eq!(results.len(), 100);
+//! assert!(start.elapsed() < Duration::from_secs(5)); // about 0.1 s, not 10 s
+//! ```
+//!
+//! # Panics, kills and time-outs are values
+//!
+//! A panic inside a greenlet never takes the process down. It is caught, logged once through
+//! [`log`] (with the greenlet's name and the panic's location), and returned by
+//! [`Greenlet::get`] as [`JoinError::Panicked`]; the other greenlets run on. [`Greenlet::kill`]
+//! unwinds a greenlet at its next blocking point (its destructors run) and its result becomes
+//! [`JoinError::Killed`]. [`with_timeout`] returns [`Elapsed`], an ordinary error.
+//!
+//! ```
+//! use std::time::Duration;
+//! use greenlet::JoinError;
+//!
+//! let sleeper = greenlet::spawn(|| greenlet::sleep(Duration::from_secs(60)));
+//! assert!(sleeper.kill());
+//! assert_eq!(sleeper.get(), Err(JoinError::Killed));
+//!
+//! let broken = greenlet::spawn(|| -> u8 { panic!("bad input") });
+//! assert_eq!(broken.get(), Err(JoinError::Panicked("bad input".into())));
+//! ```
+//!
+//! # Modules (gevent → greenlet)
+//!
+//! | gevent | greenlet |
+//! |---|---|
+//! | `gevent.spawn`, `Greenlet`, `joinall`, `iwait`, `killall` | [`spawn`], [`Greenlet`], [`joinall`], [`iwait`], [`killall`] |
+//! | `gevent.sleep`, `gevent.Timeout`, `with_timeout` | [`sleep`], [`yield_now`], [`Timeout`], [`with_timeout`] |
+//! | `gevent.getcurrent` | [`current`] |
+//! | `gevent.config` | [`config()`], [`settings`] |
+//! | `gevent.socket` | [`net`] |
+//!
+//! # Caveats
+//!
+//! Greenlets are cooperative; four rules follow (may's own caveats, in our words):
+//!
+//! 1. **Blocking `std` calls stall a whole worker.** `std::net`, `std::thread::sleep`,
+//!    `std::sync::Mutex` waits and blocking file I/O block the OS thread and every greenlet
+//!    on it. Use [`net`], [`sleep`] and this crate's primitives inside greenlets.
+//! 2. **Thread-locals are per worker, not per greenlet.** A greenlet may resume on another
+//!    worker after any blocking point; do not hold a thread-local reference across one.
+//! 3. **Long computations starve the others.** A greenlet that never blocks keeps its worker,
+//!    and cannot be killed or timed out until it blocks; call [`yield_now`] now and then.
+//! 4. **Stacks are fixed-size.** The default is 32 KiB ([`Config::stack_size`],
+//!    [`Builder::stack_size`]). Deep recursion or large stack arrays overflow it, and may
+//!    then ends the process with a message instead of corrupting memory.
+//!
+//! Greenlet panics are reported through `log`: the crate installs a panic hook, once, that
+//! keeps panics raised inside coroutines off stderr; panics on plain threads still reach the
+//! previous hook unchanged.
+
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_errors_doc,
+    clippy::missing_panics_doc
+)]
+#![doc(test(attr(deny(warnings))))]
+
+mod config;
+mod error;
+mod greenlet;
+mod join;
+pub mod net;
+mod panic;
+mod timeout;
+
+pub use crate::config::{Config, Settings, config, settings};
+pub use crate::error::{ConfigError, Elapsed, JoinError};
+pub use crate::greenlet::{Builder, Greenlet, GreenletRef, current, spawn, spawn_later};
+pub use crate::join::{Iwait, iwait, joinall, joinall_timeout, killall};
+pub use crate::timeout::{Timeout, sleep, with_timeout, yield_now};
+
+/// Spawns a greenlet: `go!(closure)` is [`spawn`]`(closure)`, and
+/// `go!(name, closure)` spawns a named one with [`Builder`].
+///
+/// Unlike may's `go!`, this expands to safe code only.
+///
+/// # Panics
+///
+/// As [`spawn`], if the greenlet's stack cannot be allocated.
+///
+/// # Examples
+///
+/// ```
+/// let a = greenlet::go!(|| 1);
+/// let b = greenlet::go!("adder", move || 2);
+/// assert_eq!(b.name(), "adder");
+/// assert_eq!(a.get().unwrap() + b.get().unwrap(), 3);
+/// ```
+#[macro_export]
+macro_rules! go {
+    ($f:expr $(,)?) => {
+        $crate::spawn($f)
+    };
+    ($name:expr, $f:expr $(,)?) => {
+        match $crate::Builder::new().name($name).spawn($f) {
+            ::std::result::Result::Ok(g) => g,
+            ::std::result::Result::Err(e) => ::std::panic!("greenlet::go! failed: {}", e),
+        }
+    };
+}

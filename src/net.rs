@@ -1,0 +1,37 @@
+//! Cooperative sockets (gevent.socket).
+//!
+//! [`TcpStream`], [`TcpListener`] and [`UdpSocket`] have the API of their `std::net`
+//! namesakes, but a read, write, accept or connect that would block parks only the calling
+//! greenlet, and the worker thread runs other greenlets meanwhile. Called from a plain thread,
+//! they block that thread, like `std`.
+//!
+//! They are may's sockets, re-exported. Do not use `std::net` sockets inside greenlets: a
+//! blocking `std` call stalls the whole worker thread (see the crate's `# Caveats`).
+//!
+//! # Examples
+//!
+//! An echo round trip on loopback:
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use greenlet::net::{TcpListener, TcpStream};
+//!
+//! let listener = TcpListener::bind("127.0.0.1:0")?;
+//! let addr = listener.local_addr()?;
+//! let server = greenlet::spawn(move || -> std::io::Result<()> {
+//!     let (mut conn, _) = listener.accept()?;
+//!     let mut buf = [0; 5];
+//!     conn.read_exact(&mut buf)?;
+//!     conn.write_all(&buf)
+//! });
+//!
+//! let mut client = TcpStream::connect(addr)?;
+//! client.write_all(b"hello")?;
+//! let mut reply = [0; 5];
+//! client.read_exact(&mut reply)?;
+//! assert_eq!(&reply, b"hello");
+//! server.get()??;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub use may::net::{TcpListener, TcpStream, UdpSocket};

@@ -1,0 +1,263 @@
+//! `sleep`, `yield_now`, `with_timeout` and the `Timeout` guard (gevent.sleep, gevent.Timeout).
+
+use std::fmt;
+use std::panic::resume_unwind;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{Elapsed, JoinError};
+use crate::greenlet::{Builder, Greenlet, current};
+
+/// Pauses the calling greenlet for at least `d`; other greenlets run meanwhile. On a plain
+/// thread it blocks the thread.
+///
+/// It never returns early: however the timer wakes it, it goes back to sleep until `d` has
+/// passed.
+///
+/// # Kill safety
+///
+/// A kill or an expired [`Timeout`] ends a sleeping greenlet at once.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// let start = Instant::now();
+/// greenlet::sleep(Duration::from_millis(5));
+/// assert!(start.elapsed() >= Duration::from_millis(5));
+/// ```
+pub fn sleep(d: Duration) {
+    let start = Instant::now();
+    let mut left = d;
+    loop {
+        may::coroutine::sleep(left);
+        let slept = start.elapsed();
+        if slept >= d {
+            return;
+        }
+        left = d - slept;
+    }
+}
+
+/// Lets the other runnable greenlets on this worker run, then continues (gevent's `sleep(0)`).
+/// On a plain thread it is [`std::thread::yield_now`].
+///
+/// It is also a blocking point: a pending kill or an expired [`Timeout`] takes effect here,
+/// so a long computation that calls `yield_now` now and then can be interrupted.
+///
+/// # Examples
+///
+/// ```
+/// let g = greenlet::spawn(|| {
+///     for _ in 0..3 {
+///         greenlet::yield_now();
+///     }
+/// });
+/// g.join();
+/// ```
+pub fn yield_now() {
+    may::coroutine::yield_now();
+}
+
+/// Runs `f` and returns its value, or [`Elapsed`] if it takes longer than `d`.
+///
+/// `f` runs in a greenlet of its own. When the deadline passes, that greenlet is killed (it
+/// unwinds at its next blocking point) and `with_timeout` returns once it is gone, so `f` has
+/// no effect after `Err(Elapsed)` is returned. Works from a plain thread too.
+///
+/// # Errors
+///
+/// [`Elapsed`] if `f` did not finish within `d`.
+///
+/// # Panics
+///
+/// If `f` panics, the panic is re-raised on the caller (as if `f` had run inline). Also if the
+/// greenlet for `f` cannot be spawned (see [`crate::spawn`]).
+///
+/// # Caveats
+///
+/// A deadline cannot interrupt code that never blocks: if `f` computes without sleeping,
+/// doing I/O or calling [`yield_now`], it runs to its next blocking point first.
+///
+/// # Kill safety
+///
+/// If the caller is killed while waiting, `f`'s greenlet is killed too.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let fast = greenlet::with_timeout(Duration::from_secs(1), || 1 + 1);
+/// assert_eq!(fast, Ok(2));
+///
+/// let slow = greenlet::with_timeout(Duration::from_millis(10), || {
+///     greenlet::sleep(Duration::from_secs(10));
+/// });
+/// assert!(slow.is_err());
+/// ```
+#[track_caller]
+pub fn with_timeout<F, T>(d: Duration, f: F) -> Result<T, Elapsed>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let g = match Builder::new().quiet_panics().spawn(f) {
+        Ok(g) => g,
+        Err(e) => panic!("with_timeout could not spawn: {e}"),
+    };
+    let guard = KillOnDrop(Some(&g));
+    let finished = g.join_timeout(d);
+    let killed_by_us = !finished && g.kill();
+    disarm(guard);
+    if killed_by_us {
+        return Err(Elapsed::new(d));
+    }
+    match g.get() {
+        Ok(v) => Ok(v),
+        Err(JoinError::Panicked(msg)) => resume_unwind(Box::new(msg)),
+        Err(other) => resume_unwind(Box::new(format!("with_timeout's greenlet ended: {other}"))),
+    }
+}
+
+/// Kills the greenlet if the caller unwinds (is killed) while waiting for it.
+struct KillOnDrop<'a, T: Send + 'static>(Option<&'a Greenlet<T>>);
+
+impl<T: Send + 'static> Drop for KillOnDrop<'_, T> {
+    fn drop(&mut self) {
+        if let Some(g) = self.0 {
+            g.kill_nowait();
+        }
+    }
+}
+
+fn disarm<T: Send + 'static>(mut guard: KillOnDrop<'_, T>) {
+    guard.0 = None;
+}
+
+const ARMED: u8 = 0;
+const FIRED: u8 = 1;
+const CANCELLED: u8 = 2;
+
+/// A deadline for the calling greenlet (gevent's `Timeout.start_new`).
+///
+/// While the guard lives, the greenlet that started it is interrupted at its first blocking
+/// point after the deadline: it unwinds (its destructors run) and its result becomes
+/// [`JoinError::TimedOut`]. Dropping the guard (or [`cancel`](Self::cancel)) before the
+/// deadline disarms it. To recover from a time-out and carry on, use [`with_timeout`] instead.
+///
+/// Unlike gevent's `Timeout`, this is not an exception to catch: the greenlet ends, and its
+/// joiner sees an ordinary error value.
+///
+/// # Caveats
+///
+/// A plain thread (such as `main`) cannot be interrupted: there the guard only tracks the
+/// deadline ([`is_expired`](Self::is_expired), [`remaining`](Self::remaining)). Code that
+/// never blocks is interrupted at its next blocking point, which [`yield_now`] provides.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use greenlet::{JoinError, Timeout};
+///
+/// let g = greenlet::spawn(|| {
+///     let _t = Timeout::start(Duration::from_millis(10));
+///     greenlet::sleep(Duration::from_secs(10)); // interrupted here
+///     "never"
+/// });
+/// assert_eq!(g.get(), Err(JoinError::TimedOut));
+/// ```
+#[must_use = "a Timeout is disarmed when dropped: bind it with `let _t = Timeout::start(d);`"]
+pub struct Timeout {
+    deadline: Option<Instant>,
+    duration: Duration,
+    timer: Option<(Greenlet<()>, Arc<AtomicU8>)>,
+}
+
+impl Timeout {
+    /// Arms a deadline `d` from now for the calling greenlet.
+    ///
+    /// # Panics
+    ///
+    /// If the timer greenlet cannot be spawned (see [`crate::spawn`]).
+    #[track_caller]
+    pub fn start(d: Duration) -> Timeout {
+        let deadline = Instant::now().checked_add(d);
+        let timer = match (current(), deadline) {
+            (Some(me), Some(_)) => {
+                let state = Arc::new(AtomicU8::new(ARMED));
+                let theirs = state.clone();
+                let fire = move || {
+                    sleep(d);
+                    if theirs
+                        .compare_exchange(ARMED, FIRED, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        me.interrupt_timeout();
+                    }
+                };
+                match Builder::new().name("timeout").spawn(fire) {
+                    Ok(g) => Some((g, state)),
+                    Err(e) => panic!("Timeout::start could not spawn its timer: {e}"),
+                }
+            }
+            // On a plain thread, or a deadline too far to represent: nothing to arm.
+            _ => None,
+        };
+        Timeout {
+            deadline,
+            duration: d,
+            timer,
+        }
+    }
+
+    /// Disarms the deadline (the same as dropping the guard).
+    pub fn cancel(self) {}
+
+    /// The instant the deadline passes (`None` if too far in the future to represent).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The duration the guard was started with.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// Time left before the deadline (zero once it has passed).
+    pub fn remaining(&self) -> Duration {
+        self.deadline
+            .map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the deadline has passed.
+    pub fn is_expired(&self) -> bool {
+        self.remaining().is_zero()
+    }
+}
+
+impl Drop for Timeout {
+    fn drop(&mut self) {
+        if let Some((timer, state)) = &self.timer {
+            let disarmed = state
+                .compare_exchange(ARMED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+            if disarmed {
+                timer.kill_nowait();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timeout")
+            .field("duration", &self.duration)
+            .field("remaining", &self.remaining())
+            .field("armed", &self.timer.is_some())
+            .finish()
+    }
+}

@@ -122,9 +122,7 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            "the greenlet runtime has already started; configure it before the first spawn",
-        )
+        f.write_str("the greenlet runtime has already started; configure it before the first spawn")
     }
 }
 

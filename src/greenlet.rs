@@ -404,7 +404,12 @@ impl<T: Send + 'static> Greenlet<T> {
         if !self.ready() {
             return None;
         }
-        lock(&self.inner.slot).result.as_ref()?.as_ref().err().cloned()
+        lock(&self.inner.slot)
+            .result
+            .as_ref()?
+            .as_ref()
+            .err()
+            .cloned()
     }
 
     /// Kills the greenlet and waits until it is gone.

@@ -1,0 +1,102 @@
+//! The motivating demo: N slow fetches one after another, then as greenlets.
+//!
+//! A local HTTP server answers every request after a fixed delay. Fetched one after another,
+//! N requests take N × delay; fetched from N greenlets joined with `joinall`, the same plain
+//! blocking-style code takes about one delay.
+//!
+//! Run with: `cargo run --release --example fetch_all [-- --n 100 --delay-ms 200]`
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use greenlet::net::{TcpListener, TcpStream};
+
+/// One HTTP GET in plain blocking style: connect, write, read to the end.
+fn fetch(addr: SocketAddr, path: &str) -> io::Result<(u16, Duration)> {
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(addr)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no status line"))?;
+    Ok((status, start.elapsed()))
+}
+
+/// A server whose every response takes `delay`: one greenlet per connection.
+fn start_slow_server(delay: Duration) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let _detached = greenlet::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let _detached = greenlet::spawn(move || serve(conn, delay));
+        }
+    });
+    Ok(addr)
+}
+
+fn serve(mut conn: TcpStream, delay: Duration) -> io::Result<()> {
+    let mut head = Vec::new();
+    let mut buf = [0; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf)? {
+            0 => return Ok(()),
+            n => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    greenlet::sleep(delay);
+    conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number"))
+        })
+        .unwrap_or(default)
+}
+
+fn main() -> io::Result<()> {
+    let n = arg("--n", 100) as usize;
+    let delay = Duration::from_millis(arg("--delay-ms", 200));
+    let addr = start_slow_server(delay)?;
+    println!("server on {addr}: every response takes {delay:?}; {n} fetches each way\n");
+
+    println!("one after another:");
+    let start = Instant::now();
+    for i in 0..n {
+        let (status, took) = fetch(addr, &format!("/{i}"))?;
+        println!("  fetch {i:>3}: {status} in {took:.0?}");
+    }
+    let sequential = start.elapsed();
+
+    println!("\nas greenlets (spawn + joinall):");
+    let start = Instant::now();
+    let greenlets: Vec<_> = (0..n)
+        .map(|i| greenlet::spawn(move || fetch(addr, &format!("/{i}"))))
+        .collect();
+    for (i, result) in greenlet::joinall(greenlets).into_iter().enumerate() {
+        let (status, took) = result.expect("fetch greenlet panicked")?;
+        println!("  fetch {i:>3}: {status} in {took:.0?}");
+    }
+    let concurrent = start.elapsed();
+
+    println!("\nsequential: {sequential:.2?} (about {n} × {delay:?})");
+    println!("greenlets:  {concurrent:.2?} (about the slowest fetch)");
+    println!(
+        "speed-up:   {:.0}×",
+        sequential.as_secs_f64() / concurrent.as_secs_f64()
+    );
+    Ok(())
+}

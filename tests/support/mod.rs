@@ -1,0 +1,102 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use greenlet::net::{TcpListener, TcpStream};
+
+/// `Duration::from_millis`, short.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A logger that keeps every record, so tests can check what the crate reported.
+pub struct Captured;
+
+static RECORDS: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
+
+impl log::Log for Captured {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        let mut records = RECORDS.lock().unwrap_or_else(|e| e.into_inner());
+        records.push((record.level(), record.args().to_string()));
+    }
+    fn flush(&self) {}
+}
+
+/// Installs the capturing logger (once per test binary).
+pub fn capture_log() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        log::set_logger(&Captured).expect("no other logger");
+        log::set_max_level(log::LevelFilter::Debug);
+    });
+}
+
+/// Log records whose text contains `needle`.
+pub fn logged(needle: &str) -> Vec<(log::Level, String)> {
+    let records = RECORDS.lock().unwrap_or_else(|e| e.into_inner());
+    records
+        .iter()
+        .filter(|(_, m)| m.contains(needle))
+        .cloned()
+        .collect()
+}
+
+/// A loopback server whose every connection reads one request head, waits `delay`, answers
+/// `200 OK` with the body `hello` and closes. Stops (kills its greenlets) on drop.
+pub struct DelayServer {
+    pub addr: std::net::SocketAddr,
+    acceptor: Option<greenlet::Greenlet<()>>,
+}
+
+impl DelayServer {
+    pub fn start(delay: Duration) -> DelayServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().unwrap();
+        let acceptor = greenlet::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                drop(greenlet::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut buf = [0; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    greenlet::sleep(delay);
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+                    );
+                }));
+            }
+        });
+        DelayServer {
+            addr,
+            acceptor: Some(acceptor),
+        }
+    }
+}
+
+impl Drop for DelayServer {
+    fn drop(&mut self) {
+        if let Some(g) = self.acceptor.take() {
+            g.kill();
+        }
+    }
+}
+
+/// One blocking-style HTTP GET of `/` over `greenlet::net`; returns the body.
+pub fn fetch(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    Ok(resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
+}

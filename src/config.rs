@@ -95,12 +95,24 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] when the runtime has already started (a greenlet was spawned): may
-    /// reads its settings once, so a late change would be silently ignored.
+    /// - [`ConfigError::Started`] when the runtime has already started (a greenlet was
+    ///   spawned): may reads its settings once, so a late change would be silently ignored.
+    /// - [`ConfigError::StackSize`] when a stack of the requested size cannot be allocated now
+    ///   (it is tried once): may would fail to start with it.
+    /// - [`ConfigError::PoolCapacity`] when the pool, which may fills at start, would need
+    ///   more memory mappings than `vm.max_map_count` allows.
+    ///
+    /// Nothing is changed when an error is returned.
     pub fn apply(self) -> Result<(), ConfigError> {
         let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         if STARTED.load(Ordering::Acquire) {
-            return Err(ConfigError::started());
+            return Err(ConfigError::Started);
+        }
+        if let Some(bytes) = self.stack_size {
+            probe_stack(bytes)?;
+        }
+        if let Some(requested) = self.pool_capacity {
+            check_pool(requested)?;
         }
         if let Some(n) = self.workers {
             WORKERS.store(n, Ordering::Relaxed);
@@ -155,6 +167,40 @@ pub fn settings() -> Settings {
         pin_workers: PIN_WORKERS.load(Ordering::Relaxed),
         started: STARTED.load(Ordering::Acquire),
     }
+}
+
+/// Tries to allocate (and frees) one stack of `bytes`, as may will at start.
+fn probe_stack(bytes: usize) -> Result<(), ConfigError> {
+    let words = stack_words(bytes);
+    crate::panic::quietly(|| {
+        std::panic::catch_unwind(|| drop(generator::Gn::<()>::new_opt(words, || ())))
+    })
+    .map_err(|payload| ConfigError::StackSize {
+        bytes,
+        reason: crate::panic::message(&*payload),
+    })
+}
+
+/// The pool may pre-fills at start must fit in `vm.max_map_count` (two mappings a stack), with
+/// half of the mappings left for everything else.
+fn check_pool(requested: usize) -> Result<(), ConfigError> {
+    let Some(max_maps) = max_map_count() else {
+        return Ok(());
+    };
+    let max = max_maps / 4;
+    if requested > max {
+        return Err(ConfigError::PoolCapacity { requested, max });
+    }
+    Ok(())
+}
+
+/// The kernel's limit on memory mappings per process, where it can be read.
+pub(crate) fn max_map_count() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Rounds a stack size in bytes to what we hand to may (whole pages, at least the minimum).

@@ -105,24 +105,50 @@ impl From<Elapsed> for io::Error {
     }
 }
 
-/// [`Config::apply`](crate::Config::apply) was called after the runtime had started.
+/// [`Config::apply`](crate::Config::apply) refused a change.
 ///
-/// may reads its settings once, when the first greenlet is spawned; a later change would be
-/// silently ignored, so it is refused instead.
+/// may reads its settings once, when the first greenlet is spawned, and pre-allocates its
+/// stack pool then; a late change would be silently ignored, and a stack that cannot be
+/// allocated would leave the runtime unable to start, so both are refused up front.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    _private: (),
-}
-
-impl ConfigError {
-    pub(crate) fn started() -> Self {
-        ConfigError { _private: () }
-    }
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The runtime has already started (a greenlet was spawned).
+    Started,
+    /// A stack of this many bytes could not be allocated.
+    StackSize {
+        /// The requested size in bytes.
+        bytes: usize,
+        /// What the allocation reported.
+        reason: String,
+    },
+    /// may pre-allocates the whole stack pool at start, two memory mappings per stack, and the
+    /// kernel's `vm.max_map_count` leaves room for at most `max` of them.
+    PoolCapacity {
+        /// The requested capacity.
+        requested: usize,
+        /// The largest capacity the current `vm.max_map_count` allows.
+        max: usize,
+    },
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the greenlet runtime has already started; configure it before the first spawn")
+        match self {
+            ConfigError::Started => f.write_str(
+                "the greenlet runtime has already started; configure it before the first spawn",
+            ),
+            ConfigError::StackSize { bytes, reason } => {
+                write!(
+                    f,
+                    "cannot allocate a greenlet stack of {bytes} bytes: {reason}"
+                )
+            }
+            ConfigError::PoolCapacity { requested, max } => write!(
+                f,
+                "a stack pool of {requested} exceeds the {max} that vm.max_map_count allows"
+            ),
+        }
     }
 }
 
@@ -139,7 +165,7 @@ mod tests {
             JoinError::Killed.to_string(),
             JoinError::TimedOut.to_string(),
             Elapsed::new(Duration::from_millis(5)).to_string(),
-            ConfigError::started().to_string(),
+            ConfigError::Started.to_string(),
         ] {
             assert!(s.starts_with(|c: char| c.is_lowercase()), "{s}");
             assert!(!s.ends_with('.'), "{s}");

@@ -13,12 +13,16 @@ pub(crate) const MIN_STACK_BYTES: usize = 8 * 1024;
 /// may's default (0x1000 words = 32 KiB on 64-bit targets).
 const DEFAULT_STACK_BYTES: usize = 0x1000 * WORD;
 const DEFAULT_POOL_CAPACITY: usize = 1000;
+/// gevent's resolver pool has 10 threads and its users hit that ceiling (gevent #1904);
+/// threads here are started on demand and leave after 10 s idle, so a larger cap costs nothing.
+const DEFAULT_THREADPOOL_SIZE: usize = 64;
 
 // Our view of the settings; copied into may's `config()` when the runtime starts.
 static WORKERS: AtomicUsize = AtomicUsize::new(0); // 0 = one per core
 static STACK_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_STACK_BYTES);
 static POOL_CAPACITY: AtomicUsize = AtomicUsize::new(DEFAULT_POOL_CAPACITY);
 static PIN_WORKERS: AtomicBool = AtomicBool::new(false);
+static THREADPOOL_SIZE: AtomicUsize = AtomicUsize::new(DEFAULT_THREADPOOL_SIZE);
 
 static STARTED: AtomicBool = AtomicBool::new(false);
 static START: Once = Once::new();
@@ -55,6 +59,7 @@ pub struct Config {
     stack_size: Option<usize>,
     pool_capacity: Option<usize>,
     pin_workers: Option<bool>,
+    threadpool_size: Option<usize>,
 }
 
 impl Config {
@@ -88,6 +93,14 @@ impl Config {
     /// pinning cost may's HTTP server about 20% throughput when a load generator shared the cores.
     pub fn pin_workers(mut self, pin: bool) -> Self {
         self.pin_workers = Some(pin);
+        self
+    }
+
+    /// Most OS threads [`threadpool::spawn_blocking`](crate::threadpool::spawn_blocking) (and
+    /// so name resolution) may run at once (default 64; at least 1). Threads start on demand
+    /// and exit after 10 s idle.
+    pub fn threadpool_size(mut self, n: usize) -> Self {
+        self.threadpool_size = Some(n);
         self
     }
 
@@ -126,6 +139,9 @@ impl Config {
         if let Some(pin) = self.pin_workers {
             PIN_WORKERS.store(pin, Ordering::Relaxed);
         }
+        if let Some(n) = self.threadpool_size {
+            THREADPOOL_SIZE.store(n.max(1), Ordering::Relaxed);
+        }
         Ok(())
     }
 }
@@ -150,6 +166,8 @@ pub struct Settings {
     pub pool_capacity: usize,
     /// Whether workers are pinned to cores.
     pub pin_workers: bool,
+    /// Most threads of the blocking thread pool.
+    pub threadpool_size: usize,
     /// Whether the runtime has started (settings can no longer change).
     pub started: bool,
 }
@@ -165,6 +183,7 @@ pub fn settings() -> Settings {
         stack_size: STACK_BYTES.load(Ordering::Relaxed),
         pool_capacity: POOL_CAPACITY.load(Ordering::Relaxed),
         pin_workers: PIN_WORKERS.load(Ordering::Relaxed),
+        threadpool_size: THREADPOOL_SIZE.load(Ordering::Relaxed),
         started: STARTED.load(Ordering::Acquire),
     }
 }

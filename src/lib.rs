@@ -93,6 +93,8 @@ mod greenlet;
 mod join;
 pub mod net;
 mod panic;
+pub mod server;
+pub mod threadpool;
 mod timeout;
 
 pub use crate::config::{Config, Settings, config, settings};

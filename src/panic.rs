@@ -6,12 +6,20 @@ use std::cell::{Cell, RefCell};
 use std::panic;
 
 thread_local! {
-    /// The message and location of the last panic raised inside a coroutine on this thread,
-    /// left by the hook for the greenlet that catches it.
+    /// The message and location of the last panic raised inside a coroutine (or a managed
+    /// thread) on this thread, left by the hook for the code that catches it.
     static LAST: RefCell<Option<(String, String)>> = const { RefCell::new(None) };
     /// Set while we probe may's spawn, whose stack allocation failure is a panic we turn
     /// into an `io::Error`.
     static QUIET: Cell<bool> = const { Cell::new(false) };
+    /// Set on the crate's own threads (the blocking pool), whose panics are caught and
+    /// reported like a greenlet's.
+    static MANAGED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread as one whose panics the crate catches and reports.
+pub(crate) fn mark_managed_thread() {
+    MANAGED.with(|m| m.set(true));
 }
 
 /// Installs the hook once. Panics outside coroutines still go to the previous hook (by
@@ -22,7 +30,7 @@ pub(crate) fn install_hook() {
         if QUIET.with(Cell::get) {
             return;
         }
-        if !may::coroutine::is_coroutine() {
+        if !may::coroutine::is_coroutine() && !MANAGED.with(Cell::get) {
             return prev(info);
         }
         // may's kill is an unwind with this payload: not an error, nothing to report.

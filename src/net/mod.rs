@@ -5,8 +5,14 @@
 //! greenlet, and the worker thread runs other greenlets meanwhile. Called from a plain thread,
 //! they block that thread, like `std`.
 //!
-//! They are may's sockets, re-exported. Do not use `std::net` sockets inside greenlets: a
-//! blocking `std` call stalls the whole worker thread (see the crate's `# Caveats`).
+//! They wrap may's sockets, adding what a std user expects: host names are resolved on the
+//! [thread pool](crate::threadpool) ([`resolve`]) so a lookup never stalls a worker, time-outs
+//! fail with `TimedOut`, binding a port in use fails with `AddrInUse`, and a [`TcpStream`] can
+//! be read by one greenlet while another writes to it through `&TcpStream`. Unix-domain
+//! sockets ([`UnixStream`], [`UnixListener`], [`UnixDatagram`]) are may's, re-exported.
+//!
+//! Do not use `std::net` sockets inside greenlets: a blocking `std` call stalls the whole
+//! worker thread (see the crate's `# Caveats`).
 //!
 //! # Examples
 //!
@@ -34,4 +40,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub use may::net::{TcpListener, TcpStream, UdpSocket};
+mod addr;
+mod tcp;
+mod udp;
+
+pub use addr::{ToSocketAddrs, resolve};
+pub use may::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+pub use tcp::{Incoming, TcpListener, TcpStream};
+pub use udp::UdpSocket;

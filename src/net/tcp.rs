@@ -1,0 +1,498 @@
+//! `TcpStream` and `TcpListener`: may's cooperative sockets with std's API, cooperative name
+//! resolution, `Read`/`Write` for `&TcpStream`, and std's error kinds.
+
+use std::fmt;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use super::addr::{ToSocketAddrs, each_addr};
+
+/// A TCP connection whose blocking calls park only the calling greenlet (gevent's socket).
+///
+/// It has the API of [`std::net::TcpStream`]. Reads and writes that would block park the
+/// greenlet until the socket is ready or its time-out passes; from a plain thread they block
+/// the thread.
+///
+/// # Sharing between greenlets
+///
+/// `Read` and `Write` are also implemented for `&TcpStream`, so one greenlet can read while
+/// another writes through a shared reference (for example an `Arc<TcpStream>`). Two greenlets
+/// reading (or two writing) at the same moment get an [`io::ErrorKind::ResourceBusy`] error
+/// instead of corrupting each other's data (gevent raises `ConcurrentObjectUseError`).
+///
+/// # Errors
+///
+/// As std's, with these kinds: `ConnectionRefused` when nothing listens, `TimedOut` when a
+/// read, write or connect time-out passes, `ConnectionReset` when the peer resets,
+/// `UnexpectedEof` from `read_exact` when the peer closes early.
+///
+/// # Kill safety
+///
+/// A kill while a read, write or connect is parked ends the greenlet at once. Bytes already
+/// read into the caller's buffer are lost with the greenlet; the stream itself stays usable
+/// by whoever else holds it.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use greenlet::net::{TcpListener, TcpStream};
+///
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// let echo = greenlet::spawn(move || -> std::io::Result<()> {
+///     let (mut conn, _) = listener.accept()?;
+///     std::io::copy(&mut conn.try_clone()?, &mut conn)?;
+///     Ok(())
+/// });
+/// let mut client = TcpStream::connect(addr)?;
+/// client.write_all(b"ping")?;
+/// client.shutdown(std::net::Shutdown::Write)?;
+/// let mut reply = String::new();
+/// client.read_to_string(&mut reply)?;
+/// assert_eq!(reply, "ping");
+/// echo.get()??;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct TcpStream {
+    inner: may::net::TcpStream,
+    /// A read through `&TcpStream` is in progress.
+    reading: AtomicBool,
+    /// A clone with its own readiness registration, for writes through `&TcpStream`.
+    writer: OnceLock<Mutex<may::net::TcpStream>>,
+    /// The write time-out in nanoseconds (0 = none), applied to `writer` before each write.
+    write_timeout: AtomicU64,
+}
+
+/// Maps may's "would block" (which a socket with a time-out can report from a plain thread)
+/// to std's documented `TimedOut`: our sockets are never non-blocking for the user.
+fn timeouts(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        io::Error::new(io::ErrorKind::TimedOut, "socket operation timed out")
+    } else {
+        e
+    }
+}
+
+/// std refuses a zero time-out instead of treating it as "none"; so do we.
+fn check_timeout(d: Option<Duration>) -> io::Result<()> {
+    if d == Some(Duration::ZERO) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cannot set a 0 duration timeout",
+        ));
+    }
+    Ok(())
+}
+
+fn busy(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ResourceBusy,
+        format!("another greenlet is already {what} this TcpStream"),
+    )
+}
+
+impl TcpStream {
+    pub(crate) fn from_may(inner: may::net::TcpStream) -> TcpStream {
+        TcpStream {
+            inner,
+            reading: AtomicBool::new(false),
+            writer: OnceLock::new(),
+            write_timeout: AtomicU64::new(0),
+        }
+    }
+
+    /// Opens a connection to `addr`, resolving host names without blocking the worker and
+    /// trying each address in turn.
+    ///
+    /// # Errors
+    ///
+    /// The last address's error (`ConnectionRefused`, ...), or the resolver's.
+    pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
+        crate::config::ensure_started();
+        each_addr(&addr, may::net::TcpStream::connect).map(TcpStream::from_may)
+    }
+
+    /// Opens a connection to `addr`, failing with `TimedOut` if it is not established within
+    /// `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut` after `timeout`; `InvalidInput` for a zero `timeout`; otherwise as
+    /// [`connect`](Self::connect).
+    pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        check_timeout(Some(timeout))?;
+        crate::config::ensure_started();
+        may::net::TcpStream::connect_timeout(addr, timeout)
+            .map(TcpStream::from_may)
+            .map_err(timeouts)
+    }
+
+    /// The remote address.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::peer_addr`] (e.g. `NotConnected`).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.peer_addr()
+    }
+
+    /// The local address.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// Shuts down the read half, the write half or both. Shutting down the read half wakes a
+    /// greenlet parked in a read (it reads end of file).
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::shutdown`].
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.inner.shutdown(how)
+    }
+
+    /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::set_nodelay`].
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.inner.set_nodelay(nodelay)
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::nodelay`].
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.inner.inner().nodelay()
+    }
+
+    /// Sets the IP time-to-live.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::set_ttl`].
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.inner.set_ttl(ttl)
+    }
+
+    /// The IP time-to-live.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::ttl`].
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.inner.ttl()
+    }
+
+    /// Takes the pending socket error (`SO_ERROR`), if any.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::take_error`].
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.inner.take_error()
+    }
+
+    /// Sets the read time-out: a read that waits longer fails with `TimedOut`. `None` waits
+    /// forever.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
+    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        check_timeout(d)?;
+        self.inner.set_read_timeout(d)
+    }
+
+    /// Sets the write time-out: a write that waits longer fails with `TimedOut`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
+    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        check_timeout(d)?;
+        let nanos = d.map_or(0, |d| d.as_nanos().clamp(1, u64::MAX as u128) as u64);
+        self.write_timeout.store(nanos, Ordering::Relaxed);
+        self.inner.set_write_timeout(d)
+    }
+
+    /// The read time-out.
+    ///
+    /// # Errors
+    ///
+    /// Never in practice; `io::Result` as std.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        self.inner.read_timeout()
+    }
+
+    /// The write time-out.
+    ///
+    /// # Errors
+    ///
+    /// Never in practice; `io::Result` as std.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        self.inner.write_timeout()
+    }
+
+    /// Reads without consuming: waits (parks) until data is available.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Read::read).
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.peek(buf).map_err(timeouts)
+    }
+
+    /// A second handle to the same connection (a duplicated descriptor), with the same
+    /// time-outs. Each handle can be used by its own greenlet.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::try_clone`] (e.g. out of file descriptors).
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        let clone = TcpStream::from_may(self.inner.try_clone()?);
+        clone.write_timeout.store(
+            self.write_timeout.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        Ok(clone)
+    }
+
+    fn shared_writer(&self) -> io::Result<&Mutex<may::net::TcpStream>> {
+        if let Some(w) = self.writer.get() {
+            return Ok(w);
+        }
+        let clone = self.inner.try_clone()?;
+        // If another greenlet raced us here, keep its clone and drop ours.
+        Ok(self.writer.get_or_init(|| Mutex::new(clone)))
+    }
+
+    fn current_write_timeout(&self) -> Option<Duration> {
+        match self.write_timeout.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(timeouts)
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).map_err(timeouts)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.inner.write_vectored(bufs).map_err(timeouts)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Clears the "a shared read is in progress" flag, also when the reader is killed.
+struct Reading<'a>(&'a AtomicBool);
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.reading.swap(true, Ordering::AcqRel) {
+            return Err(busy("reading from"));
+        }
+        let _reading = Reading(&self.reading);
+        let sys: &std::net::TcpStream = self.inner.inner();
+        loop {
+            // The socket is non-blocking underneath: try, then wait for readiness. may's
+            // `peek` parks (cancel- and time-out-aware) until data or end of file arrives.
+            match (&*sys).read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.inner.peek(&mut [0; 1]).map_err(timeouts)?;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let writer = self.shared_writer()?;
+        let mut writer = writer.try_lock().map_err(|_| busy("writing to"))?;
+        writer.set_write_timeout(self.current_write_timeout())?;
+        writer.write(buf).map_err(timeouts)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+impl AsFd for TcpStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.inner().as_fd()
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TcpStream");
+        if let Ok(addr) = self.local_addr() {
+            d.field("local", &addr);
+        }
+        if let Ok(addr) = self.peer_addr() {
+            d.field("peer", &addr);
+        }
+        d.field("fd", &self.as_raw_fd()).finish()
+    }
+}
+
+/// A TCP listening socket whose `accept` parks only the calling greenlet.
+///
+/// Unlike may's listener, it does not keep `SO_REUSEPORT` set, so binding a port that is in
+/// use fails with `AddrInUse` as with std (may's would silently share the port).
+///
+/// # Kill safety
+///
+/// A kill while parked in `accept` ends the greenlet; no connection is taken from the queue.
+///
+/// # Examples
+///
+/// ```
+/// use greenlet::net::{TcpListener, TcpStream};
+///
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// let client = greenlet::spawn(move || TcpStream::connect(addr).map(|_| ()));
+/// let (_conn, peer) = listener.accept()?;
+/// assert!(peer.ip().is_loopback());
+/// client.get()??;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct TcpListener {
+    inner: may::net::TcpListener,
+}
+
+impl TcpListener {
+    /// Binds to `addr` (host names are resolved cooperatively; the first address that binds
+    /// wins) and listens with a backlog of 1,024.
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse`, `PermissionDenied`, ... as std, or the resolver's error.
+    pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+        crate::config::ensure_started();
+        each_addr(&addr, |a| {
+            let inner = may::net::TcpListener::bind(a)?;
+            socket2::SockRef::from(inner.inner()).set_reuse_port(false)?;
+            Ok(TcpListener { inner })
+        })
+    }
+
+    /// Waits (parks) for the next connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpListener::accept`]; e.g. `EMFILE` when out of file descriptors.
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (s, a) = self.inner.accept()?;
+        Ok((TcpStream::from_may(s), a))
+    }
+
+    /// An endless iterator over accepted connections.
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+
+    /// The local address (with the port chosen, when bound to port 0).
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpListener::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// A second handle to the same listening socket.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpListener::try_clone`].
+    pub fn try_clone(&self) -> io::Result<TcpListener> {
+        Ok(TcpListener {
+            inner: self.inner.try_clone()?,
+        })
+    }
+
+    /// Takes the pending socket error (`SO_ERROR`), if any.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpListener::take_error`].
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.inner.take_error()
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+impl AsFd for TcpListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.inner().as_fd()
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TcpListener");
+        if let Ok(addr) = self.local_addr() {
+            d.field("addr", &addr);
+        }
+        d.field("fd", &self.as_raw_fd()).finish()
+    }
+}
+
+/// The iterator returned by [`TcpListener::incoming`]; it never ends.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a TcpListener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+
+    fn next(&mut self) -> Option<io::Result<TcpStream>> {
+        Some(self.listener.accept().map(|(s, _)| s))
+    }
+}

@@ -1,0 +1,237 @@
+//! What stream and datagram servers share: the serving loop's greenlet, the tracking of
+//! handler greenlets, the concurrency limit and graceful `stop`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use may::sync::{Semphore, SyncFlag};
+
+use crate::greenlet::{Builder, Greenlet, GreenletRef, current};
+
+/// Back-off after a failing `accept`/`recv` (e.g. out of file descriptors), doubling from
+/// the first to the last (gevent's `min_delay`/`max_delay`).
+pub(crate) const MIN_DELAY: Duration = Duration::from_millis(10);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(1);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Default)]
+struct Track {
+    /// Handlers that have started, by greenlet id.
+    live: HashMap<u64, GreenletRef>,
+    /// Handlers spawned and not yet ended (started or not).
+    inflight: usize,
+    /// After the grace period of `stop`: handlers are killed, also those starting late.
+    killing: bool,
+    /// Fired when `inflight` reaches zero during `stop`.
+    drained: Option<Arc<SyncFlag>>,
+}
+
+/// The state a server shares with its loop and handler greenlets.
+pub(crate) struct Core {
+    what: &'static str,
+    track: Mutex<Track>,
+    limit: AtomicUsize,
+    permits: Mutex<Option<Arc<Semphore>>>,
+    serving: Mutex<Option<Greenlet<()>>>,
+    stopped: SyncFlag,
+}
+
+impl Core {
+    pub(crate) fn new(what: &'static str) -> Core {
+        Core {
+            what,
+            track: Mutex::new(Track::default()),
+            limit: AtomicUsize::new(0),
+            permits: Mutex::new(None),
+            serving: Mutex::new(None),
+            stopped: SyncFlag::new(),
+        }
+    }
+
+    /// Sets the most handlers that may run at once (0 = no limit); read by `start`.
+    pub(crate) fn set_limit(&self, n: usize) {
+        self.limit.store(n, Ordering::Relaxed);
+    }
+
+    /// Spawns the serving loop. `serve` gets a function that waits for a free handler slot.
+    pub(crate) fn start<F>(self: &Arc<Self>, name: String, serve: F) -> std::io::Result<()>
+    where
+        F: FnOnce(Slots) + Send + 'static,
+    {
+        let mut serving = lock(&self.serving);
+        if serving.is_some() || self.stopped.is_fired() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("this {} was already started", self.what),
+            ));
+        }
+        let permits = match self.limit.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Arc::new(Semphore::new(n))),
+        };
+        lock(&self.permits).clone_from(&permits);
+        let slots = Slots {
+            core: self.clone(),
+            permits,
+        };
+        *serving = Some(Builder::new().name(name).spawn(move || serve(slots))?);
+        Ok(())
+    }
+
+    /// Waits until the server has been stopped (or its loop has ended).
+    pub(crate) fn wait(&self) {
+        let serving = lock(&self.serving).as_ref().map(Greenlet::handle);
+        if let Some(g) = serving {
+            g.join();
+        }
+    }
+
+    /// Stops the loop, lets handlers finish for `grace`, then kills the rest and waits for
+    /// them. Returns how many handlers were killed.
+    pub(crate) fn stop(&self, grace: Duration) -> usize {
+        self.stopped.fire();
+        // Never hold a std lock across a blocking call: clone the handle first.
+        let serving = lock(&self.serving).as_ref().map(Greenlet::handle);
+        if let Some(g) = serving {
+            g.kill();
+        }
+        let drained = {
+            let mut track = lock(&self.track);
+            if track.inflight == 0 {
+                return 0;
+            }
+            track.drained.get_or_insert_with(Default::default).clone()
+        };
+        if drained.wait_timeout(grace) {
+            return 0;
+        }
+        let doomed: Vec<GreenletRef> = {
+            let mut track = lock(&self.track);
+            track.killing = true;
+            track.live.values().cloned().collect()
+        };
+        log::debug!(
+            "{}: killing {} handlers still running after {grace:?}",
+            self.what,
+            doomed.len()
+        );
+        for g in &doomed {
+            g.kill_nowait();
+        }
+        drained.wait();
+        doomed.len()
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.is_fired()
+    }
+
+    pub(crate) fn handlers(&self) -> usize {
+        lock(&self.track).inflight
+    }
+}
+
+/// Handed to the serving loop: reserves a handler slot (waiting while the limit is reached).
+pub(crate) struct Slots {
+    core: Arc<Core>,
+    permits: Option<Arc<Semphore>>,
+}
+
+impl Slots {
+    /// Waits for a free slot and returns a ticket for one handler.
+    pub(crate) fn reserve(&self) -> Ticket {
+        if let Some(p) = &self.permits {
+            p.wait();
+        }
+        lock(&self.core.track).inflight += 1;
+        Ticket {
+            core: self.core.clone(),
+            permits: self.permits.clone(),
+            id: None,
+        }
+    }
+
+    pub(crate) fn what(&self) -> &'static str {
+        self.core.what
+    }
+}
+
+/// One handler's place in the server; moved into the handler greenlet, released on drop
+/// (when the handler returns, panics or is killed, or if it never ran).
+pub(crate) struct Ticket {
+    core: Arc<Core>,
+    permits: Option<Arc<Semphore>>,
+    id: Option<u64>,
+}
+
+impl Ticket {
+    /// Called first thing in the handler greenlet: from now on `stop` may kill it.
+    pub(crate) fn started(&mut self) {
+        let Some(me) = current() else { return };
+        let mut track = lock(&self.core.track);
+        if track.killing {
+            // Accepted before the stop but started after its grace period: it runs, and
+            // ends at its first blocking point like the others.
+            me.kill_nowait();
+        }
+        self.id = Some(me.id());
+        track.live.insert(me.id(), me);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let drained = {
+            let mut track = lock(&self.core.track);
+            if let Some(id) = self.id {
+                track.live.remove(&id);
+            }
+            track.inflight -= 1;
+            if track.inflight == 0 {
+                track.drained.clone()
+            } else {
+                None
+            }
+        };
+        if let Some(flag) = drained {
+            flag.fire();
+        }
+        if let Some(p) = &self.permits {
+            p.post();
+        }
+    }
+}
+
+/// Exponential back-off for a serving loop whose accept/receive keeps failing.
+pub(crate) struct Backoff {
+    delay: Duration,
+    since: Option<Instant>,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Backoff {
+        Backoff {
+            delay: MIN_DELAY,
+            since: None,
+        }
+    }
+
+    pub(crate) fn failed(&mut self, what: &str, e: &std::io::Error) {
+        log::warn!("{what}: {e}; retrying in {:?}", self.delay);
+        self.since.get_or_insert_with(Instant::now);
+        crate::sleep(self.delay);
+        self.delay = (self.delay * 2).min(MAX_DELAY);
+    }
+
+    pub(crate) fn succeeded(&mut self) {
+        if let Some(since) = self.since.take() {
+            log::debug!("recovered after {:?} of failures", since.elapsed());
+        }
+        self.delay = MIN_DELAY;
+    }
+}

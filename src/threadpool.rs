@@ -183,6 +183,10 @@ impl<T> Task<T> {
     /// # Errors
     ///
     /// [`JoinError::Panicked`] if the job panicked.
+    ///
+    /// # Panics
+    ///
+    /// Never in practice: the job stores its result before it signals completion.
     pub fn get(self) -> Result<T, JoinError> {
         self.join();
         self.shared

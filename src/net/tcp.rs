@@ -376,8 +376,9 @@ impl fmt::Debug for TcpStream {
 
 /// A TCP listening socket whose `accept` parks only the calling greenlet.
 ///
-/// Unlike may's listener, it does not keep `SO_REUSEPORT` set, so binding a port that is in
-/// use fails with `AddrInUse` as with std (may's would silently share the port).
+/// Binding a port that is in use fails with `AddrInUse`, as with std. (may's own listener
+/// sets `SO_REUSEPORT` and would silently share the port with another such listener; `bind`
+/// checks the port with a plain listener first.)
 ///
 /// # Kill safety
 ///
@@ -410,9 +411,15 @@ impl TcpListener {
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
         crate::config::ensure_started();
         each_addr(&addr, |a| {
-            let inner = may::net::TcpListener::bind(a)?;
-            socket2::SockRef::from(inner.inner()).set_reuse_port(false)?;
-            Ok(TcpListener { inner })
+            if a.port() != 0 {
+                // may's bind sets SO_REUSEPORT, which would silently share a port that is in
+                // use by another such listener. A plain listener (no SO_REUSEPORT) fails with
+                // `AddrInUse` there, as std does; it is closed again at once.
+                drop(std::net::TcpListener::bind(a)?);
+            }
+            Ok(TcpListener {
+                inner: may::net::TcpListener::bind(a)?,
+            })
         })
     }
 

@@ -31,7 +31,9 @@ fn client(addr: SocketAddr, id: usize, msgs: usize, size: usize) -> std::io::Res
         s.write_all(&msg)?;
         s.read_exact(&mut back)?;
         if back != msg {
-            return Err(std::io::Error::other(format!("client {id}: message {m} differs")));
+            return Err(std::io::Error::other(format!(
+                "client {id}: message {m} differs"
+            )));
         }
     }
     Ok(msgs * size)

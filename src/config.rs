@@ -10,8 +10,10 @@ const WORD: usize = std::mem::size_of::<usize>();
 const PAGE: usize = 4096;
 /// Smallest stack we hand to may: the guard page plus room for the greenlet's first frames.
 pub(crate) const MIN_STACK_BYTES: usize = 8 * 1024;
-/// may's default (0x1000 words = 32 KiB on 64-bit targets).
-const DEFAULT_STACK_BYTES: usize = 0x1000 * WORD;
+/// 128 KiB, four times may's 32 KiB: a rustls handshake needs more than 48 KiB of stack in a
+/// debug build (measured), and an overflow abandons the greenlet with its resources. Only the
+/// pages a greenlet touches cost memory, so a parked greenlet's RSS does not grow with this.
+const DEFAULT_STACK_BYTES: usize = 128 * 1024;
 const DEFAULT_POOL_CAPACITY: usize = 1000;
 /// gevent's resolver pool has 10 threads and its users hit that ceiling (gevent #1904);
 /// threads here are started on demand and leave after 10 s idle, so a larger cap costs nothing.
@@ -71,10 +73,12 @@ impl Config {
 
     /// Default stack size of a greenlet, in **bytes** (may itself counts words; we convert).
     ///
-    /// Rounded up to a multiple of 4 KiB, and to at least 8 KiB. The default is 32 KiB. Each
-    /// stack is a memory mapping of this size plus a guard page; only the pages a greenlet
-    /// touches cost memory. A greenlet that overflows its stack ends the process (may detects
-    /// it and exits), so size generously for code with deep recursion or large frames.
+    /// Rounded up to a multiple of 4 KiB, and to at least 8 KiB. The default is 128 KiB (may's
+    /// is 32 KiB; a TLS handshake in a debug build needs more than 48 KiB). Each stack is a
+    /// memory mapping of this size plus a guard page; only the pages a greenlet touches cost
+    /// memory. A greenlet that overflows its stack is abandoned without unwinding (what it held
+    /// is leaked) and its result is a [`JoinError::Panicked`](crate::JoinError) saying so; size
+    /// generously for deep recursion or large frames.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self

@@ -28,7 +28,19 @@ const RUNNING: u8 = 0;
 const OK: u8 = 1;
 const FAILED: u8 = 2;
 
-may::coroutine_local!(static CURRENT: RefCell<Option<GreenletRef>> = RefCell::new(None));
+may::coroutine_local!(static CURRENT: RefCell<Option<Current>> = RefCell::new(None));
+
+/// The running greenlet, kept in may's coroutine-local storage. may drops that storage when it
+/// disposes of the coroutine, also after a stack overflow, which abandons the coroutine's
+/// frames without unwinding them; our wrapper never finishes then, and this guard's `Drop`
+/// completes the greenlet instead, so nothing waits for it forever.
+struct Current(GreenletRef);
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        self.0.0.clone().abandoned();
+    }
+}
 
 type Callback = Box<dyn FnOnce() + Send>;
 type Link<T> = Box<dyn FnOnce(&Result<T, JoinError>) + Send>;
@@ -63,11 +75,30 @@ struct Inner<T> {
 /// Type-erased access to a greenlet, for [`GreenletRef`].
 trait Erased: Send + Sync {
     fn meta(&self) -> &Meta;
+    /// Completes the greenlet as failed if its body never returned (see [`Current`]).
+    fn abandoned(self: Arc<Self>);
 }
 
-impl<T: Send> Erased for Inner<T> {
+impl<T: Send + 'static> Erased for Inner<T> {
     fn meta(&self) -> &Meta {
         &self.meta
+    }
+
+    fn abandoned(self: Arc<Self>) {
+        if !self.meta.running.swap(false, Ordering::AcqRel) {
+            return; // finished normally
+        }
+        let bytes = self
+            .meta
+            .co
+            .get()
+            .map_or(0, |co| co.stack_size() * size_of::<usize>());
+        let msg = format!(
+            "greenlet overflowed its stack of {bytes} bytes (raise it with \
+             `Builder::stack_size` or `config().stack_size`)"
+        );
+        log::error!("greenlet {} (id {}): {msg}", self.meta.name(), self.meta.id);
+        self.finish(Err(JoinError::Panicked(msg)));
     }
 }
 
@@ -197,15 +228,16 @@ impl<T: Send + 'static> Inner<T> {
         if let Some(co) = may_current() {
             let _ = meta.co.set(co);
         }
-        CURRENT.with(|c| *c.borrow_mut() = Some(GreenletRef(self.clone())));
+        CURRENT.with(|c| *c.borrow_mut() = Some(Current(GreenletRef(self.clone()))));
         let result = if meta.kill.load(Ordering::Acquire) != NOT_KILLED {
             // Killed before its first switch: the body never runs (gevent #330).
             Err(meta.kill_error())
         } else {
             catch_unwind(AssertUnwindSafe(f)).map_err(|payload| self.failure(&*payload))
         };
-        meta.running.store(false, Ordering::Release);
-        self.finish(result);
+        if meta.running.swap(false, Ordering::AcqRel) {
+            self.finish(result);
+        }
     }
 
     fn failure(&self, payload: &(dyn std::any::Any + Send)) -> JoinError {
@@ -279,7 +311,7 @@ fn current_id() -> Option<u64> {
     if !may::coroutine::is_coroutine() {
         return None;
     }
-    CURRENT.with(|c| c.borrow().as_ref().map(|g| g.0.meta().id))
+    CURRENT.with(|c| c.borrow().as_ref().map(|g| g.0.0.meta().id))
 }
 
 /// The one door to may's `unsafe` spawn. Stack exhaustion, which may reports by panicking,
@@ -614,7 +646,7 @@ pub fn current() -> Option<GreenletRef> {
     if !may::coroutine::is_coroutine() {
         return None;
     }
-    CURRENT.with(|c| c.borrow().clone())
+    CURRENT.with(|c| c.borrow().as_ref().map(|g| g.0.clone()))
 }
 
 /// Configures and spawns a greenlet (gevent's `Greenlet(name=...)`).

@@ -65,9 +65,15 @@
 //!    worker after any blocking point; do not hold a thread-local reference across one.
 //! 3. **Long computations starve the others.** A greenlet that never blocks keeps its worker,
 //!    and cannot be killed or timed out until it blocks; call [`yield_now`] now and then.
-//! 4. **Stacks are fixed-size.** The default is 32 KiB ([`Config::stack_size`],
-//!    [`Builder::stack_size`]). Deep recursion or large stack arrays overflow it, and may
-//!    then ends the process with a message instead of corrupting memory.
+//! 4. **Stacks are fixed-size.** The default is 128 KiB ([`Config::stack_size`],
+//!    [`Builder::stack_size`]). Deep recursion or large stack arrays overflow it: the guard
+//!    page stops the overflow, the greenlet is abandoned without unwinding (what it held, such
+//!    as a socket or a lock, is leaked) and its joiners get [`JoinError::Panicked`] saying so.
+//!
+//! # Features
+//!
+//! - `tls`: `net::tls`, TLS client and server streams (rustls, `ring` provider) over greenlet
+//!   sockets.
 //!
 //! Greenlet panics are reported through `log`: the crate installs a panic hook, once, that
 //! keeps panics raised inside coroutines off stderr; panics on plain threads still reach the
@@ -86,6 +92,7 @@
     clippy::missing_panics_doc
 )]
 #![doc(test(attr(deny(warnings))))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod error;

@@ -29,3 +29,15 @@ fn errors_stay_small() {
     assert!(std::mem::size_of::<Elapsed>() <= 16);
     assert!(std::mem::size_of::<Result<(), JoinError>>() <= 32);
 }
+
+#[cfg(feature = "tls")]
+#[test]
+fn tls_streams_are_read_write_and_send() {
+    use greenlet::net::tls::{ClientStream, ServerStream, TlsAcceptor, TlsConnector};
+    fn is_rw<T: std::io::Read + std::io::Write>() {}
+    is_rw::<ClientStream>();
+    is_rw::<ServerStream>();
+    is_send::<ClientStream>();
+    is_send::<TlsConnector>();
+    is_sync::<TlsAcceptor>();
+}

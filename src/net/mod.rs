@@ -42,6 +42,8 @@
 
 mod addr;
 mod tcp;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod udp;
 
 pub use addr::{ToSocketAddrs, resolve};

@@ -70,7 +70,7 @@ pub struct TcpStream {
 
 /// Maps may's "would block" (which a socket with a time-out can report from a plain thread)
 /// to std's documented `TimedOut`: our sockets are never non-blocking for the user.
-fn timeouts(e: io::Error) -> io::Error {
+pub(crate) fn timeouts(e: io::Error) -> io::Error {
     if e.kind() == io::ErrorKind::WouldBlock {
         io::Error::new(io::ErrorKind::TimedOut, "socket operation timed out")
     } else {
@@ -79,7 +79,7 @@ fn timeouts(e: io::Error) -> io::Error {
 }
 
 /// std refuses a zero time-out instead of treating it as "none"; so do we.
-fn check_timeout(d: Option<Duration>) -> io::Result<()> {
+pub(crate) fn check_timeout(d: Option<Duration>) -> io::Result<()> {
     if d == Some(Duration::ZERO) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use super::addr::{ToSocketAddrs, each_addr};
+use super::tcp::{check_timeout, timeouts};
 
 /// A UDP socket whose receives (and sends, when the buffer is full) park only the calling
 /// greenlet. The API is [`std::net::UdpSocket`]'s; all methods take `&self`, so one socket
@@ -35,14 +36,6 @@ use super::addr::{ToSocketAddrs, each_addr};
 /// ```
 pub struct UdpSocket {
     inner: may::net::UdpSocket,
-}
-
-fn timeouts(e: io::Error) -> io::Error {
-    if e.kind() == io::ErrorKind::WouldBlock {
-        io::Error::new(io::ErrorKind::TimedOut, "socket operation timed out")
-    } else {
-        e
-    }
 }
 
 impl UdpSocket {
@@ -133,12 +126,7 @@ impl UdpSocket {
     ///
     /// `InvalidInput` for a zero duration, as std.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        if d == Some(Duration::ZERO) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "cannot set a 0 duration timeout",
-            ));
-        }
+        check_timeout(d)?;
         self.inner.set_read_timeout(d)
     }
 

@@ -83,8 +83,21 @@ impl Core {
         Ok(())
     }
 
+    /// Starts with `start` unless already started, then waits until the server is stopped.
+    pub(crate) fn serve_forever(
+        &self,
+        start: impl FnOnce() -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        match start() {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            other => other?,
+        }
+        self.wait();
+        Ok(())
+    }
+
     /// Waits until the server has been stopped (or its loop has ended).
-    pub(crate) fn wait(&self) {
+    fn wait(&self) {
         let serving = lock(&self.serving).as_ref().map(Greenlet::handle);
         if let Some(g) = serving {
             g.join();

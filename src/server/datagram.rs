@@ -107,12 +107,7 @@ impl DatagramServer {
     ///
     /// As [`start`](Self::start), except that an already started server is waited for.
     pub fn serve_forever(&self) -> io::Result<()> {
-        match self.start() {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            other => other?,
-        }
-        self.inner.core.wait();
-        Ok(())
+        self.inner.core.serve_forever(|| self.start())
     }
 
     /// Stops receiving, gives running handlers `grace` to finish, kills the rest, and returns

@@ -159,12 +159,7 @@ impl StreamServer {
     ///
     /// As [`start`](Self::start), except that an already started server is waited for.
     pub fn serve_forever(&self) -> io::Result<()> {
-        match self.start() {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            other => other?,
-        }
-        self.inner.core.wait();
-        Ok(())
+        self.inner.core.serve_forever(|| self.start())
     }
 
     /// Stops the server gracefully and returns how many handlers had to be killed.

@@ -52,7 +52,13 @@
 //! | `gevent.sleep`, `gevent.Timeout`, `with_timeout` | [`sleep`], [`yield_now`], [`Timeout`], [`with_timeout`] |
 //! | `gevent.getcurrent` | [`current`] |
 //! | `gevent.config` | [`config()`], [`settings`] |
-//! | `gevent.socket` | [`net`] |
+//! | `gevent.socket`, `gevent.ssl`, DNS | [`net`] |
+//! | `gevent.event`, `gevent.lock` | [`sync`] |
+//! | `gevent.queue` | [`queue`] |
+//! | `gevent.pool` | [`pool`] |
+//! | `gevent.local` | [`greenlet_local!`] |
+//! | `gevent.threadpool` | [`threadpool`] |
+//! | `gevent.server` | [`server`] |
 //!
 //! # Caveats
 //!
@@ -100,7 +106,10 @@ mod greenlet;
 mod join;
 pub mod net;
 mod panic;
+pub mod pool;
+pub mod queue;
 pub mod server;
+pub mod sync;
 pub mod threadpool;
 mod timeout;
 
@@ -109,6 +118,10 @@ pub use crate::error::{ConfigError, Elapsed, JoinError};
 pub use crate::greenlet::{Builder, Greenlet, GreenletRef, current, spawn, spawn_later};
 pub use crate::join::{Iwait, iwait, joinall, joinall_timeout, killall};
 pub use crate::timeout::{Timeout, sleep, with_timeout, yield_now};
+
+/// The key of a [`greenlet_local!`] value; `KEY.with(|v| ...)` reaches the calling greenlet's
+/// copy. (may's coroutine-local key, re-exported.)
+pub use may::LocalKey;
 
 /// Spawns a greenlet: `go!(closure)` is [`spawn`]`(closure)`, and
 /// `go!(name, closure)` spawns a named one with [`Builder`].
@@ -137,5 +150,53 @@ macro_rules! go {
             ::std::result::Result::Ok(g) => g,
             ::std::result::Result::Err(e) => ::std::panic!("greenlet::go! failed: {}", e),
         }
+    };
+}
+
+/// Declares storage private to each greenlet (gevent's `local`): every greenlet that touches it
+/// gets its own value, made by the initialiser on first use and dropped when the greenlet ends.
+/// On a plain thread the value is per thread.
+///
+/// Use it instead of `thread_local!` inside greenlets: greenlets share worker threads and move
+/// between them, so a thread-local is neither private to one greenlet nor stable across a
+/// blocking call.
+///
+/// # Examples
+///
+/// ```
+/// use std::cell::Cell;
+///
+/// greenlet::greenlet_local! {
+///     static REQUESTS: Cell<u32> = Cell::new(0);
+/// }
+///
+/// let gs: Vec<_> = (1..=3)
+///     .map(|n| greenlet::spawn(move || {
+///         for _ in 0..n {
+///             REQUESTS.with(|r| r.set(r.get() + 1));
+///             greenlet::yield_now();
+///         }
+///         REQUESTS.with(Cell::get)
+///     }))
+///     .collect();
+/// assert_eq!(greenlet::joinall(gs), vec![Ok(1), Ok(2), Ok(3)]);
+/// ```
+#[macro_export]
+macro_rules! greenlet_local {
+    ($(#[$attr:meta])* $vis:vis static $name:ident : $t:ty = $init:expr $(;)?) => {
+        $(#[$attr])*
+        $vis static $name: $crate::LocalKey<$t> = {
+            fn __init() -> $t {
+                $init
+            }
+            fn __key() -> ::std::any::TypeId {
+                struct __Key;
+                ::std::any::TypeId::of::<__Key>()
+            }
+            $crate::LocalKey {
+                __init,
+                __key,
+            }
+        };
     };
 }

@@ -1,0 +1,50 @@
+//! Synchronisation between greenlets (gevent.event, gevent.lock).
+//!
+//! Every wait here parks only the calling greenlet (a plain thread blocks instead), comes in
+//! three forms (`try_*`, plain, `*_timeout`), and is kill-safe: a greenlet killed while
+//! waiting takes nothing and steals no wake-up from the others; a guard held by a killed
+//! greenlet is released as it unwinds.
+//!
+//! - [`Event`]: a flag to wait for; [`AsyncResult`]: a one-shot value or error.
+//! - [`Semaphore`], [`BoundedSemaphore`]: counting permits; [`RLock`]: a re-entrant lock.
+//! - [`Mutex`], [`RwLock`], [`Condvar`]: may's cooperative versions of std's, re-exported.
+//!   Use them, not `std::sync`'s, for locks held across a blocking call: a std lock that
+//!   waits blocks the whole worker thread.
+//!
+//! # Examples
+//!
+//! A start signal and a bounded section:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use greenlet::sync::{Event, Semaphore};
+//!
+//! let go = Arc::new(Event::new());
+//! let slots = Arc::new(Semaphore::new(2));
+//! let gs: Vec<_> = (0..6)
+//!     .map(|i| {
+//!         let (go, slots) = (go.clone(), slots.clone());
+//!         greenlet::spawn(move || {
+//!             go.wait();
+//!             let _permit = slots.acquire(); // at most two at a time in here
+//!             i * 10
+//!         })
+//!     })
+//!     .collect();
+//! go.set();
+//! assert_eq!(greenlet::joinall(gs).len(), 6);
+//! ```
+
+mod async_result;
+mod event;
+mod rlock;
+mod semaphore;
+pub(crate) mod waiters;
+
+pub use async_result::{AsyncResult, Failure};
+pub use event::Event;
+pub use may::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub use rlock::{RLock, RLockGuard};
+pub use semaphore::{
+    BoundedSemaphore, OwnedSemaphoreGuard, ReleaseError, Semaphore, SemaphoreGuard,
+};

@@ -1,0 +1,128 @@
+//! The one waiting mechanism behind `sync`, `queue` and `pool`: a condition variable over a
+//! std mutex whose waiters park with may's `Blocker` (a greenlet parks, a thread blocks) and
+//! survive kills without losing a wake-up.
+//!
+//! The state lives under a `std::sync::Mutex` that is only held for short, non-blocking
+//! critical sections, never across a park. A waiter registers its blocker in the state's
+//! [`Waiters`], releases the lock and parks. A kill unwinds out of `park`; the registration's
+//! guard then removes the waiter, or, if a notifier had already picked it, passes that
+//! wake-up on to the next waiter, so no notification is lost to a dead greenlet.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use may::sync::Blocker;
+
+/// Locks a state mutex, ignoring poison: our critical sections leave no broken invariants.
+pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A deadline `d` from now; `None` (wait forever) if it cannot be represented.
+pub(crate) fn deadline(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
+}
+
+/// Parked waiters, in arrival order.
+#[derive(Default)]
+pub(crate) struct Waiters {
+    list: VecDeque<(u64, Arc<Blocker>)>,
+    next: u64,
+}
+
+impl Waiters {
+    fn push(&mut self, b: Arc<Blocker>) -> u64 {
+        self.next += 1;
+        self.list.push_back((self.next, b));
+        self.next
+    }
+
+    /// Removes waiter `id`; `false` if a notifier already took it.
+    fn remove(&mut self, id: u64) -> bool {
+        match self.list.iter().position(|(i, _)| *i == id) {
+            Some(pos) => {
+                self.list.remove(pos);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Wakes the longest-waiting waiter, if any.
+    pub(crate) fn notify_one(&mut self) {
+        if let Some((_, b)) = self.list.pop_front() {
+            b.unpark();
+        }
+    }
+
+    /// Wakes every waiter.
+    pub(crate) fn notify_all(&mut self) {
+        for (_, b) in self.list.drain(..) {
+            b.unpark();
+        }
+    }
+}
+
+/// Removes a waiter that is unwinding (killed) from the list, or passes on the wake-up it was
+/// given.
+struct Registration<'a, S> {
+    state: &'a Mutex<S>,
+    waiters: fn(&mut S) -> &mut Waiters,
+    id: u64,
+}
+
+impl<S> Drop for Registration<'_, S> {
+    fn drop(&mut self) {
+        let mut state = lock(self.state);
+        let waiters = (self.waiters)(&mut state);
+        if !waiters.remove(self.id) {
+            waiters.notify_one();
+        }
+    }
+}
+
+/// Waits on `state` until `ready` gives a value, or until `deadline` (then `None`).
+///
+/// `ready` runs under the lock each time the waiter is woken; it may change the state (take an
+/// item, a permit). `waiters` picks the list to park on.
+///
+/// # Kill safety
+///
+/// A kill while parked unwinds from here with no effect on the state and no lost wake-up.
+pub(crate) fn wait_until<S, R>(
+    state: &Mutex<S>,
+    waiters: fn(&mut S) -> &mut Waiters,
+    deadline: Option<Instant>,
+    mut ready: impl FnMut(&mut S) -> Option<R>,
+) -> Option<R> {
+    let mut guard = lock(state);
+    // Set when a notifier picked us: if we then give up, the wake-up is passed on.
+    let mut owed = false;
+    loop {
+        if let Some(r) = ready(&mut guard) {
+            return Some(r);
+        }
+        let left = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => {
+                    if owed {
+                        waiters(&mut guard).notify_one();
+                    }
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let blocker = Arc::new(Blocker::new(false));
+        let id = waiters(&mut guard).push(blocker.clone());
+        drop(guard);
+        let registration = Registration { state, waiters, id };
+        // Cancel-aware: a kill panics out of here and `registration` cleans up.
+        let _ = blocker.park(left);
+        std::mem::forget(registration);
+        guard = lock(state);
+        owed = !waiters(&mut guard).remove(id);
+    }
+}

@@ -3,7 +3,9 @@
 //! survive kills without losing a wake-up.
 //!
 //! The state lives under a `std::sync::Mutex` that is only held for short, non-blocking
-//! critical sections, never across a park. A waiter registers its blocker in the state's
+//! critical sections, never across a park, and never while the last reference to a blocker
+//! is dropped (may's `Park` can yield in its destructor; a greenlet switched out while holding
+//! a std lock would block every other greenlet on that worker). A waiter registers its blocker in the state's
 //! [`Waiters`], releases the lock and parks. A kill unwinds out of `park`; the registration's
 //! guard then removes the waiter, or, if a notifier had already picked it, passes that
 //! wake-up on to the next waiter, so no notification is lost to a dead greenlet.
@@ -99,8 +101,14 @@ pub(crate) fn wait_until<S, R>(
     let mut guard = lock(state);
     // Set when a notifier picked us: if we then give up, the wake-up is passed on.
     let mut owed = false;
+    // Our blocker from the last wait. may's `Park` may yield in its destructor, so the last
+    // reference to a blocker must never be dropped while `guard` is held: we keep ours until
+    // the lock is released, and the list's copies (dropped under the lock) are never the last.
+    let mut parked: Option<Arc<Blocker>> = None;
     loop {
         if let Some(r) = ready(&mut guard) {
+            drop(guard);
+            drop(parked);
             return Some(r);
         }
         let left = match deadline {
@@ -110,6 +118,8 @@ pub(crate) fn wait_until<S, R>(
                     if owed {
                         waiters(&mut guard).notify_one();
                     }
+                    drop(guard);
+                    drop(parked);
                     return None;
                 }
             },
@@ -118,11 +128,14 @@ pub(crate) fn wait_until<S, R>(
         let blocker = Arc::new(Blocker::new(false));
         let id = waiters(&mut guard).push(blocker.clone());
         drop(guard);
+        drop(parked.take());
         let registration = Registration { state, waiters, id };
-        // Cancel-aware: a kill panics out of here and `registration` cleans up.
+        // Cancel-aware: a kill panics out of here; `registration` then cleans up under the
+        // lock, and `blocker` (declared first) is dropped after it, outside the lock.
         let _ = blocker.park(left);
         std::mem::forget(registration);
         guard = lock(state);
         owed = !waiters(&mut guard).remove(id);
+        parked = Some(blocker);
     }
 }

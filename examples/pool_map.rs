@@ -51,10 +51,16 @@ fn start_server(delay: Duration) -> io::Result<StreamServer> {
 /// Fetches one page in blocking style and returns its body length.
 fn fetch(addr: SocketAddr, page: u64) -> io::Result<usize> {
     let mut s = TcpStream::connect(addr)?;
-    write!(s, "GET /{page} HTTP/1.1\r\nHost: local\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET /{page} HTTP/1.1\r\nHost: local\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = Vec::new();
     s.read_to_end(&mut response)?;
-    let body = response.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| i + 4);
+    let body = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |i| i + 4);
     Ok(response.len() - body)
 }
 
@@ -74,15 +80,16 @@ fn main() -> io::Result<()> {
     let start = Instant::now();
     let (n, p, d) = (now.clone(), peak.clone(), done.clone());
     let mut bytes = 0;
-    for (i, result) in pool.imap(0..pages, move |page| {
-        let running = n.fetch_add(1, Ordering::SeqCst) + 1;
-        p.fetch_max(running, Ordering::SeqCst);
-        let r = fetch(addr, page);
-        n.fetch_sub(1, Ordering::SeqCst);
-        d.fetch_add(1, Ordering::SeqCst);
-        r
-    })
-    .enumerate()
+    for (i, result) in pool
+        .imap(0..pages, move |page| {
+            let running = n.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(running, Ordering::SeqCst);
+            let r = fetch(addr, page);
+            n.fetch_sub(1, Ordering::SeqCst);
+            d.fetch_add(1, Ordering::SeqCst);
+            r
+        })
+        .enumerate()
     {
         bytes += result.expect("fetch greenlet failed")?;
         if (i + 1) % 50 == 0 || i + 1 == pages as usize {

@@ -59,7 +59,10 @@ fn main() {
     let (sum, per_worker) = collector.get().expect("collector");
 
     let expected: u64 = (0..items as u64).map(|n| n * n).sum();
-    println!("{items} items through {workers} workers in {:.2?}", start.elapsed());
+    println!(
+        "{items} items through {workers} workers in {:.2?}",
+        start.elapsed()
+    );
     println!("sum of squares {sum} (expected {expected}); jobs per worker {per_worker:?}");
     assert_eq!(sum, expected);
 }

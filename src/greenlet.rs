@@ -230,7 +230,9 @@ impl<T: Send + 'static> Inner<T> {
         }
         CURRENT.with(|c| *c.borrow_mut() = Some(Current(GreenletRef(self.clone()))));
         let result = if meta.kill.load(Ordering::Acquire) != NOT_KILLED {
-            // Killed before its first switch: the body never runs (gevent #330).
+            // Killed before its first switch: the body never runs (gevent #330). Its captures
+            // are released now, before joiners wake, as they would be had it run.
+            drop(f);
             Err(meta.kill_error())
         } else {
             catch_unwind(AssertUnwindSafe(f)).map_err(|payload| self.failure(&*payload))

@@ -382,3 +382,15 @@ impl<T: Send + 'static> GetTimeout<T> for greenlet::Greenlet<T> {
         self.get()
     }
 }
+
+#[test]
+fn captures_are_released_before_join_returns_even_when_killed_before_start() {
+    const ROUNDS: usize = 200;
+    for _ in 0..ROUNDS {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let flag = DropFlag(dropped.clone());
+        let g = greenlet::spawn(move || drop(flag));
+        g.kill();
+        assert!(dropped.load(Ordering::SeqCst), "captures outlived join");
+    }
+}

@@ -105,7 +105,7 @@ impl Core {
     }
 
     /// Stops the loop, lets handlers finish for `grace`, then kills the rest and waits for
-    /// them. Returns how many handlers were killed.
+    /// them. Returns how many handlers were still in flight after `grace` (and so killed).
     pub(crate) fn stop(&self, grace: Duration) -> usize {
         self.stopped.fire();
         // Never hold a std lock across a blocking call: clone the handle first.
@@ -123,21 +123,22 @@ impl Core {
         if drained.wait_timeout(grace) {
             return 0;
         }
-        let doomed: Vec<GreenletRef> = {
+        // Every handler still in flight now is killed: those running at once, those not yet
+        // started at their first blocking point (see `Ticket::started`).
+        let (doomed, in_flight): (Vec<GreenletRef>, usize) = {
             let mut track = lock(&self.track);
             track.killing = true;
-            track.live.values().cloned().collect()
+            (track.live.values().cloned().collect(), track.inflight)
         };
         log::debug!(
-            "{}: killing {} handlers still running after {grace:?}",
-            self.what,
-            doomed.len()
+            "{}: killing {in_flight} handlers still running after {grace:?}",
+            self.what
         );
         for g in &doomed {
             g.kill_nowait();
         }
         drained.wait();
-        doomed.len()
+        in_flight
     }
 
     pub(crate) fn is_stopped(&self) -> bool {
@@ -156,15 +157,16 @@ pub(crate) struct Slots {
 }
 
 impl Slots {
-    /// Waits for a free slot and returns a ticket for one handler.
+    /// Waits for a free slot and returns a ticket for one handler; it counts as in flight
+    /// once [`Ticket::admit`] is called (after the connection or datagram arrived).
     pub(crate) fn reserve(&self) -> Ticket {
         if let Some(p) = &self.permits {
             p.wait();
         }
-        lock(&self.core.track).inflight += 1;
         Ticket {
             core: self.core.clone(),
             permits: self.permits.clone(),
+            admitted: false,
             id: None,
         }
     }
@@ -179,10 +181,17 @@ impl Slots {
 pub(crate) struct Ticket {
     core: Arc<Core>,
     permits: Option<Arc<Semphore>>,
+    admitted: bool,
     id: Option<u64>,
 }
 
 impl Ticket {
+    /// Counts the handler as in flight: `stop` now waits for it.
+    pub(crate) fn admit(&mut self) {
+        lock(&self.core.track).inflight += 1;
+        self.admitted = true;
+    }
+
     /// Called first thing in the handler greenlet: from now on `stop` may kill it.
     pub(crate) fn started(&mut self) {
         let Some(me) = current() else { return };
@@ -204,8 +213,10 @@ impl Drop for Ticket {
             if let Some(id) = self.id {
                 track.live.remove(&id);
             }
-            track.inflight -= 1;
-            if track.inflight == 0 {
+            if self.admitted {
+                track.inflight -= 1;
+            }
+            if self.admitted && track.inflight == 0 {
                 track.drained.clone()
             } else {
                 None

@@ -132,6 +132,7 @@ impl Inner {
                 }
             };
             backoff.succeeded();
+            ticket.admit();
             let data = buf[..n].to_vec();
             let (socket, handler) = (self.socket.clone(), self.handler.clone());
             let spawned = Builder::new().spawn(move || {

@@ -162,7 +162,8 @@ impl StreamServer {
         self.inner.core.serve_forever(|| self.start())
     }
 
-    /// Stops the server gracefully and returns how many handlers had to be killed.
+    /// Stops the server gracefully and returns how many handlers were still running after
+    /// `grace` and had to be killed.
     ///
     /// The listener closes at once (new connections are refused). Handlers already running
     /// get `grace` to finish; those still running then are killed (they unwind at their next
@@ -197,6 +198,7 @@ impl Inner {
                 }
             };
             backoff.succeeded();
+            ticket.admit();
             if self.nodelay.load(Ordering::Relaxed) {
                 if let Err(e) = conn.set_nodelay(true) {
                     log::debug!("{}: cannot set TCP_NODELAY for {peer}: {e}", slots.what());

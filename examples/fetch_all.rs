@@ -2,9 +2,10 @@
 //!
 //! A local HTTP server answers every request after a fixed delay. Fetched one after another,
 //! N requests take N × delay; fetched from N greenlets joined with `joinall`, the same plain
-//! blocking-style code takes about one delay.
+//! blocking-style code takes about one delay. Fetches use `greenlet::http::get` (requests'
+//! `get`); `--raw` fetches with a hand-written request over a `TcpStream` instead.
 //!
-//! Run with: `cargo run --release --example fetch_all [-- --n 100 --delay-ms 200]`
+//! Run with: `cargo run --release --example fetch_all [-- --n 100 --delay-ms 200 --raw]`
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -12,8 +13,22 @@ use std::time::{Duration, Instant};
 
 use greenlet::net::{TcpListener, TcpStream};
 
-/// One HTTP GET in plain blocking style: connect, write, read to the end.
+/// One HTTP GET with the blocking-style client (`requests.get` under gevent).
 fn fetch(addr: SocketAddr, path: &str) -> io::Result<(u16, Duration)> {
+    if std::env::args().any(|a| a == "--raw") {
+        return fetch_raw(addr, path);
+    }
+    let start = Instant::now();
+    let mut response = greenlet::http::get(&format!("http://{addr}{path}"))?;
+    response
+        .body_mut()
+        .read_to_string()
+        .map_err(io::Error::other)?;
+    Ok((response.status().as_u16(), start.elapsed()))
+}
+
+/// The same GET by hand over a `TcpStream`: connect, write, read to the end.
+fn fetch_raw(addr: SocketAddr, path: &str) -> io::Result<(u16, Duration)> {
     let start = Instant::now();
     let mut stream = TcpStream::connect(addr)?;
     write!(

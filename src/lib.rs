@@ -103,6 +103,7 @@
 mod config;
 mod error;
 mod greenlet;
+pub mod http;
 mod join;
 pub mod net;
 mod panic;

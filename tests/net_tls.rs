@@ -2,6 +2,8 @@
 //! untrusted certificate and a peer that does not speak TLS.
 #![cfg(feature = "tls")]
 
+mod support;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,29 +11,7 @@ use std::time::Duration;
 use greenlet::net::TcpStream;
 use greenlet::net::tls::{TlsAcceptor, TlsConnector, rustls};
 use greenlet::server::StreamServer;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-
-/// A certificate for "localhost", and the client configuration that trusts it.
-fn certificate() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert: CertificateDer<'static> = ck.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (Arc::new(server), Arc::new(client))
-}
+use support::tls::certificate;
 
 /// A TLS line-echo server; handshake failures are counted.
 fn tls_echo(config: Arc<rustls::ServerConfig>) -> StreamServer {

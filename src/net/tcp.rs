@@ -270,6 +270,13 @@ impl TcpStream {
         Ok(clone)
     }
 
+    /// Whether the connection is open and idle: a non-blocking read finds neither end of file,
+    /// nor an error, nor unasked-for data. (Used to vet pooled HTTP connections.)
+    pub(crate) fn probe_open(&self) -> bool {
+        let sys: &std::net::TcpStream = self.inner.inner();
+        matches!((&*sys).read(&mut [0]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
     fn shared_writer(&self) -> io::Result<&Mutex<may::net::TcpStream>> {
         if let Some(w) = self.writer.get() {
             return Ok(w);

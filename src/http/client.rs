@@ -1,0 +1,217 @@
+//! `Client`, `get`, `post`: ureq over greenlet sockets (requests under monkey patching).
+
+use std::fmt;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use ureq::Agent;
+#[cfg(feature = "tls")]
+use ureq::unversioned::transport::Connector;
+
+use super::error::Error;
+use super::transport::{GreenletConnector, GreenletResolver};
+
+/// An HTTP response: status, headers and a streaming body (ureq's, re-exported).
+///
+/// Read the body with `response.body_mut().read_to_string()` or `.read_to_vec()` (both
+/// bounded to 10 MB by default), or as a reader with `.as_reader()`.
+pub type Response = ureq::http::Response<ureq::Body>;
+
+/// An HTTP/1.1 client whose requests park only the calling greenlet.
+///
+/// It keeps idle connections for reuse (keep-alive), resolves names on the thread pool, and
+/// speaks `https` with the `tls` feature. Cheap to clone; share one per configuration. A
+/// response with a 4xx or 5xx status is an [`Error::Status`]. For headers, other methods and
+/// streaming bodies, use ureq's full API through [`agent`](Self::agent) and convert its errors
+/// with `http::Error::from`.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use greenlet::http::Client;
+///
+/// let client = Client::builder().timeout(Duration::from_secs(10)).build();
+/// let pages: Vec<_> = ["http://127.0.0.1:8080/a", "http://127.0.0.1:8080/b"]
+///     .into_iter()
+///     .map(|url| {
+///         let client = client.clone();
+///         greenlet::spawn(move || client.get(url)?.body_mut().read_to_string().map_err(Into::into))
+///     })
+///     .collect();
+/// for page in greenlet::joinall(pages) {
+///     let text: Result<String, greenlet::http::Error> = page.unwrap();
+///     println!("{} bytes", text?.len());
+/// }
+/// # Ok::<(), greenlet::http::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    agent: Agent,
+}
+
+/// Configures a [`Client`]: time-outs and the user agent. Made by [`Client::builder`].
+#[derive(Debug, Clone, Default)]
+#[must_use = "a ClientBuilder does nothing until `build` is called"]
+pub struct ClientBuilder {
+    total: Option<Duration>,
+    connect: Option<Duration>,
+    read: Option<Duration>,
+    user_agent: Option<String>,
+    /// Extra trusted root certificates (DER); when given, they replace Mozilla's roots.
+    #[cfg(feature = "tls")]
+    roots: Vec<Vec<u8>>,
+}
+
+impl ClientBuilder {
+    /// A deadline for the whole request, from resolving to the end of the body
+    /// ([`Deadline::Total`](super::Deadline::Total)). Default: none.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.total = Some(d);
+        self
+    }
+
+    /// A deadline for establishing the connection
+    /// ([`Deadline::Connect`](super::Deadline::Connect)). Default: none.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect = Some(d);
+        self
+    }
+
+    /// A deadline for each read of the response ([`Deadline::Read`](super::Deadline::Read)):
+    /// a server that stops sending for this long fails the request. Default: none.
+    pub fn read_timeout(mut self, d: Duration) -> Self {
+        self.read = Some(d);
+        self
+    }
+
+    /// The `User-Agent` header (default: ureq's).
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.user_agent = Some(ua.into());
+        self
+    }
+
+    /// Trusts only the given root certificates (DER) for `https`, instead of Mozilla's roots;
+    /// call once per certificate. For private CAs and tests with self-signed certificates.
+    #[cfg(feature = "tls")]
+    pub fn root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.roots.push(der.into());
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Client {
+        let mut config = Agent::config_builder()
+            .timeout_global(self.total)
+            .timeout_connect(self.connect)
+            .timeout_per_read(self.read);
+        if let Some(ua) = self.user_agent {
+            config = config.user_agent(ua);
+        }
+        #[cfg(feature = "tls")]
+        if !self.roots.is_empty() {
+            use ureq::tls::{Certificate, RootCerts, TlsConfig};
+            let certs: Vec<Certificate<'static>> = self
+                .roots
+                .iter()
+                .map(|der| Certificate::from_der(der).to_owned())
+                .collect();
+            let tls = TlsConfig::builder()
+                .root_certs(RootCerts::new_with_certs(&certs))
+                .build();
+            config = config.tls_config(tls);
+        }
+        let config = config.build();
+        #[cfg(feature = "tls")]
+        let connector =
+            GreenletConnector.chain(ureq::unversioned::transport::RustlsConnector::default());
+        #[cfg(not(feature = "tls"))]
+        let connector = GreenletConnector;
+        Client {
+            agent: Agent::with_parts(config, connector, GreenletResolver),
+        }
+    }
+}
+
+impl Client {
+    /// A client with no time-outs.
+    pub fn new() -> Client {
+        Client::builder().build()
+    }
+
+    /// Configures a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// `GET url`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Status`] for a 4xx/5xx answer, [`Error::Timeout`] naming the deadline that
+    /// passed, [`Error::HostNotFound`], [`Error::BadUrl`], [`Error::Io`] (refused, reset...).
+    pub fn get(&self, url: &str) -> Result<Response, Error> {
+        crate::config::ensure_started();
+        Ok(self.agent.get(url).call()?)
+    }
+
+    /// `POST url` with `body`.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    pub fn post(&self, url: &str, body: impl AsRef<[u8]>) -> Result<Response, Error> {
+        crate::config::ensure_started();
+        Ok(self.agent.post(url).send(body.as_ref())?)
+    }
+
+    /// The underlying ureq agent, for the rest of ureq's API (headers, methods, streaming).
+    pub fn agent(&self) -> &Agent {
+        &self.agent
+    }
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client::new()
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+fn shared() -> &'static Client {
+    static CLIENT: OnceLock<Client> = OnceLock::new();
+    CLIENT.get_or_init(Client::new)
+}
+
+/// `GET url` with a shared default [`Client`] (gevent + `requests.get`).
+///
+/// # Errors
+///
+/// As [`Client::get`].
+///
+/// # Examples
+///
+/// ```no_run
+/// let mut page = greenlet::http::get("http://127.0.0.1:8080/")?;
+/// assert_eq!(page.status(), 200);
+/// let text = page.body_mut().read_to_string()?;
+/// # let _ = text;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn get(url: &str) -> Result<Response, Error> {
+    shared().get(url)
+}
+
+/// `POST url` with `body`, with a shared default [`Client`].
+///
+/// # Errors
+///
+/// As [`Client::get`].
+pub fn post(url: &str, body: impl AsRef<[u8]>) -> Result<Response, Error> {
+    shared().post(url, body)
+}

@@ -1,0 +1,174 @@
+//! `http::Client`, `http::get`, `http::post` against loopback servers.
+
+mod support;
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use greenlet::http::{self, Client, Deadline, Error};
+use greenlet::net::TcpStream;
+use greenlet::server::StreamServer;
+use support::ms;
+
+const FETCHES: usize = 200;
+
+/// A keep-alive HTTP/1.1 server: answers `/status/N` with status N, `/slow` after 200 ms,
+/// `/hang` never, and echoes POST bodies. Counts accepted connections.
+fn server() -> (StreamServer, Arc<AtomicUsize>) {
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counted = conns.clone();
+    let server = StreamServer::bind("127.0.0.1:0", move |conn: TcpStream, _| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let mut writer = conn.try_clone().unwrap();
+        let mut reader = BufReader::new(conn);
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let mut length = 0;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                    return;
+                }
+                if h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            let (status, reply) = match path.as_str() {
+                "/slow" => {
+                    greenlet::sleep(ms(200));
+                    (200, b"slow".to_vec())
+                }
+                "/hang" => {
+                    greenlet::sleep(Duration::from_secs(3600));
+                    return;
+                }
+                p if p.starts_with("/status/") => (p[8..].parse().unwrap_or(500), Vec::new()),
+                _ if length > 0 => (200, body),
+                _ => (200, b"hello".to_vec()),
+            };
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n",
+                reply.len()
+            );
+            if writer
+                .write_all(&[head.as_bytes(), &reply].concat())
+                .is_err()
+            {
+                return;
+            }
+        }
+    })
+    .unwrap();
+    server.start().unwrap();
+    (server, conns)
+}
+
+fn url(addr: SocketAddr, path: &str) -> String {
+    format!("http://{addr}{path}")
+}
+
+#[test]
+fn concurrent_gets_take_as_long_as_one() {
+    let (srv, _) = server();
+    let u = url(srv.local_addr(), "/slow");
+    let t = Instant::now();
+    let gs: Vec<_> = (0..FETCHES)
+        .map(|_| {
+            let u = u.clone();
+            greenlet::spawn(move || -> Result<String, Error> {
+                Ok(http::get(&u)?.body_mut().read_to_string()?)
+            })
+        })
+        .collect();
+    for r in greenlet::joinall(gs) {
+        assert_eq!(r.unwrap().unwrap(), "slow");
+    }
+    // 200 × 200 ms would be 40 s one after another.
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    srv.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn a_client_reuses_its_connection() {
+    let (srv, conns) = server();
+    let client = Client::new();
+    for _ in 0..20 {
+        let body = client
+            .get(&url(srv.local_addr(), "/"))
+            .unwrap()
+            .body_mut()
+            .read_to_string();
+        assert_eq!(body.unwrap(), "hello");
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 1, "keep-alive");
+    srv.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn post_sends_the_body_and_works_from_a_plain_thread() {
+    let (srv, _) = server();
+    let mut r = http::post(&url(srv.local_addr(), "/echo"), b"payload").unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "payload");
+    srv.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn error_statuses_are_errors() {
+    let (srv, _) = server();
+    let e = http::get(&url(srv.local_addr(), "/status/404")).unwrap_err();
+    assert!(matches!(e, Error::Status(404)), "{e:?}");
+    assert_eq!(e.to_string(), "http status 404");
+    srv.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn a_server_that_never_answers_is_a_read_timeout() {
+    let (srv, _) = server();
+    let client = Client::builder().read_timeout(ms(150)).build();
+    let u = url(srv.local_addr(), "/hang");
+    let g = greenlet::spawn(move || {
+        let t = Instant::now();
+        (client.get(&u).map(drop), t.elapsed())
+    });
+    let (r, took) = g.get().unwrap();
+    let e = r.unwrap_err();
+    assert!(matches!(e, Error::Timeout(Deadline::Read)), "{e:?}");
+    assert!(took >= ms(150));
+    assert_eq!(e.into_io().kind(), ErrorKind::TimedOut);
+
+    let total = Client::builder().timeout(ms(150)).build();
+    let e = total.get(&url(srv.local_addr(), "/hang")).unwrap_err();
+    assert!(matches!(e, Error::Timeout(Deadline::Total)), "{e:?}");
+    srv.stop(ms(10));
+}
+
+#[test]
+fn refused_unknown_and_malformed() {
+    let closed = {
+        let l = greenlet::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let e = http::get(&url(closed, "/")).unwrap_err();
+    match e {
+        Error::Io(io) => assert_eq!(io.kind(), ErrorKind::ConnectionRefused),
+        other => panic!("expected a refused connection, got {other:?}"),
+    }
+    let e = http::get("http://no-such-host.invalid/").unwrap_err();
+    assert!(matches!(e, Error::HostNotFound | Error::Io(_)), "{e:?}");
+    assert!(http::get("not a url").is_err());
+}

@@ -11,11 +11,8 @@ use ureq::unversioned::transport::Connector;
 use super::error::Error;
 use super::transport::{GreenletConnector, GreenletResolver};
 
-/// An HTTP response: status, headers and a streaming body (ureq's, re-exported).
-///
-/// Read the body with `response.body_mut().read_to_string()` or `.read_to_vec()` (both
-/// bounded to 10 MB by default), or as a reader with `.as_reader()`.
-pub type Response = ureq::http::Response<ureq::Body>;
+/// What the client returns (documented at [`ClientResponse`](super::ClientResponse)).
+pub(crate) type Response = ureq::http::Response<ureq::Body>;
 
 /// An HTTP/1.1 client whose requests park only the calling greenlet.
 ///

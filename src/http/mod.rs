@@ -1,5 +1,9 @@
-//! HTTP in blocking style (gevent + `requests`): a client whose requests park only the
-//! calling greenlet.
+//! HTTP in blocking style: a server (gevent's pywsgi) and a client (gevent + `requests`)
+//! whose waits park only the calling greenlet.
+//!
+//! [`Server`] runs a `handler(&Request) -> Response` per request, one greenlet per
+//! connection, with keep-alive, pipelining, size limits (431/413/400), time-outs, panic
+//! isolation (500) and a graceful [`stop`](Server::stop).
 //!
 //! [`get`], [`post`] and [`Client`] are ureq 3 running over greenlet sockets: connections are
 //! [`net::TcpStream`](crate::net::TcpStream)s, host names resolve on the thread pool, idle
@@ -44,8 +48,14 @@
 
 mod client;
 mod error;
+mod server;
 mod transport;
 
-pub use client::{Client, ClientBuilder, Response, get, post};
+pub use client::{Client, ClientBuilder, get, post};
+pub use server::{Request, Response, Server};
+
+/// A client response: status, headers and a streaming body (ureq's, re-exported). Read the
+/// body with `response.body_mut().read_to_string()` (bounded to 10 MB by default).
+pub type ClientResponse = client::Response;
 pub use error::{Deadline, Error};
 pub use ureq;

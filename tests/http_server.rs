@@ -1,0 +1,185 @@
+//! `http::Server`: keep-alive at scale, limits, malformed input, panics, pipelining,
+//! time-outs and stop.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use greenlet::http::{Client, Response, Server};
+use greenlet::net::TcpStream;
+use support::ms;
+
+const CONNECTIONS: usize = 100;
+const PER_CONNECTION: usize = 100;
+
+fn server() -> Server {
+    let server = Server::bind("127.0.0.1:0", |req| match req.path() {
+        "/panic" => panic!("handler asked to panic"),
+        "/echo" => Response::ok(req.body().to_vec()),
+        "/slow" => {
+            greenlet::sleep(ms(300));
+            Response::ok("slow")
+        }
+        p => Response::ok(format!("{} {p}", req.method())),
+    })
+    .unwrap()
+    .max_head_bytes(1024)
+    .max_headers(16)
+    .max_body_bytes(1000)
+    .timeout(Duration::from_secs(5));
+    server.start().unwrap();
+    server
+}
+
+/// Sends raw bytes and returns everything the server writes back until it closes.
+fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn ten_thousand_requests_over_a_hundred_keep_alive_connections() {
+    let srv = server();
+    let base = format!("http://{}", srv.local_addr());
+    let gs: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            let base = base.clone();
+            greenlet::spawn(move || -> Result<usize, greenlet::http::Error> {
+                let client = Client::new(); // one connection, reused
+                for r in 0..PER_CONNECTION {
+                    let body = client
+                        .get(&format!("{base}/{c}/{r}"))?
+                        .body_mut()
+                        .read_to_string()?;
+                    assert_eq!(body, format!("GET /{c}/{r}"));
+                }
+                Ok(PER_CONNECTION)
+            })
+        })
+        .collect();
+    let answered: usize = greenlet::joinall(gs)
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .sum();
+    assert_eq!(answered, CONNECTIONS * PER_CONNECTION);
+    srv.stop(Duration::from_secs(5));
+}
+
+#[test]
+fn bad_requests_get_400_431_413_501_and_the_server_goes_on() {
+    let srv = server();
+    let addr = srv.local_addr();
+    assert_eq!(status_of(&raw(addr, b"NONSENSE\x01\r\n\r\n")), 400);
+    let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(2000));
+    assert_eq!(status_of(&raw(addr, long.as_bytes())), 431);
+    let many: String = (0..20).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
+    assert_eq!(status_of(&raw(addr, many.as_bytes())), 431);
+    let big = b"POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n";
+    assert_eq!(status_of(&raw(addr, big)), 413);
+    let bad_len = b"POST /echo HTTP/1.1\r\nContent-Length: x\r\n\r\n";
+    assert_eq!(status_of(&raw(addr, bad_len)), 400);
+    let chunked = b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    assert_eq!(status_of(&raw(addr, chunked)), 501);
+    // Still serving.
+    let ok = raw(addr, b"GET /fine HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert!(
+        ok.starts_with("HTTP/1.1 200 OK") && ok.ends_with("GET /fine"),
+        "{ok}"
+    );
+    srv.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn a_panicking_handler_gives_500_and_the_connection_goes_on() {
+    let srv = server();
+    let both = raw(
+        srv.local_addr(),
+        b"GET /panic HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(both.starts_with("HTTP/1.1 500"), "{both}");
+    assert!(
+        both.contains("HTTP/1.1 200 OK") && both.ends_with("GET /after"),
+        "{both}"
+    );
+    srv.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_and_bodies_echo() {
+    let srv = server();
+    let out = raw(
+        srv.local_addr(),
+        b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.0\r\n\r\n",
+    );
+    let bodies: Vec<&str> = out
+        .split("\r\n\r\n")
+        .skip(1)
+        .map(|b| b.split("HTTP/1.1").next().unwrap())
+        .collect();
+    assert_eq!(bodies, vec!["abc", "GET /2", "GET /3"], "{out}");
+    assert!(out.contains("Connection: close"), "HTTP/1.0 closes: {out}");
+}
+
+#[test]
+fn a_silent_connection_is_closed_after_the_timeout() {
+    let srv = Server::bind("127.0.0.1:0", |_| Response::ok("x"))
+        .unwrap()
+        .timeout(ms(100));
+    srv.start().unwrap();
+    let mut s = TcpStream::connect(srv.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let t = Instant::now();
+    assert_eq!(s.read(&mut [0; 16]).unwrap_or(0), 0, "closed by the server");
+    assert!(t.elapsed() >= ms(100) && t.elapsed() < Duration::from_secs(5));
+    srv.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn stop_closes_idle_keep_alive_connections_at_once_and_drains_requests() {
+    let srv = server();
+    let addr = srv.local_addr();
+    // An idle keep-alive connection: one request answered, then silence.
+    let mut idle = TcpStream::connect(addr).unwrap();
+    idle.write_all(b"GET /a HTTP/1.1\r\n\r\n").unwrap();
+    let mut buf = [0; 256];
+    assert!(idle.read(&mut buf).unwrap() > 0);
+    // A request in flight.
+    let inflight = greenlet::spawn(move || raw(addr, b"GET /slow HTTP/1.1\r\n\r\n"));
+    greenlet::sleep(ms(50));
+    let t = Instant::now();
+    assert_eq!(
+        srv.stop(Duration::from_secs(10)),
+        0,
+        "nothing needed killing"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "idle connections did not hold stop: {:?}",
+        t.elapsed()
+    );
+    assert!(
+        inflight.get().unwrap().ends_with("slow"),
+        "the request in flight finished"
+    );
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(
+        idle.read(&mut buf).unwrap_or(0),
+        0,
+        "the idle connection was closed"
+    );
+}

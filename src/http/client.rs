@@ -55,6 +55,8 @@ pub struct ClientBuilder {
     connect: Option<Duration>,
     read: Option<Duration>,
     user_agent: Option<String>,
+    /// Pass 4xx/5xx responses through instead of failing (and do not follow redirects).
+    raw_statuses: bool,
     /// Extra trusted root certificates (DER); when given, they replace Mozilla's roots.
     #[cfg(feature = "tls")]
     roots: Vec<Vec<u8>>,
@@ -96,12 +98,23 @@ impl ClientBuilder {
         self
     }
 
+    /// Returns every response as it is: a 4xx or 5xx status is a response rather than an
+    /// [`Error::Status`], and redirects are not followed. For proxies and API clients that
+    /// inspect error bodies.
+    pub fn pass_through(mut self) -> Self {
+        self.raw_statuses = true;
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Client {
         let mut config = Agent::config_builder()
             .timeout_global(self.total)
             .timeout_connect(self.connect)
             .timeout_per_read(self.read);
+        if self.raw_statuses {
+            config = config.http_status_as_error(false).max_redirects(0);
+        }
         if let Some(ua) = self.user_agent {
             config = config.user_agent(ua);
         }

@@ -1,0 +1,36 @@
+//! A hello-world HTTP server on `greenlet::http::Server`.
+//!
+//! Run with: `cargo run --release --example http_hello [-- --port 8080 --secs 30]`
+//! It prints its address and serves until `--secs` have passed (default 30; 0 serves until
+//! Ctrl-C). Try `curl http://127.0.0.1:8080/you`.
+
+use std::time::Duration;
+
+use greenlet::http::{Response, Server};
+
+fn num(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map_or(default, |v| v.parse().expect("a number"))
+}
+
+fn main() -> std::io::Result<()> {
+    env_logger::init(); // RUST_LOG=debug shows the access log
+    let (port, secs) = (num("--port", 8080) as u16, num("--secs", 30));
+    let server = Server::bind(("127.0.0.1", port), |req| {
+        let name = req.path().trim_start_matches('/');
+        let name = if name.is_empty() { "world" } else { name };
+        Response::ok(format!("Hello, {name}!\n")).header("Content-Type", "text/plain")
+    })?;
+    println!("listening on http://{}", server.local_addr());
+    if secs == 0 {
+        return server.serve_forever();
+    }
+    server.start()?;
+    greenlet::sleep(Duration::from_secs(secs));
+    server.stop(Duration::from_secs(1));
+    println!("stopped after {secs} s");
+    Ok(())
+}

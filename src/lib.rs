@@ -59,6 +59,7 @@
 //! | `gevent.local` | [`greenlet_local!`] |
 //! | `gevent.threadpool` | [`threadpool`] |
 //! | `gevent.server` | [`server`] |
+//! | `gevent.pywsgi`, `requests` | [`http`] |
 //!
 //! # Caveats
 //!
@@ -79,7 +80,7 @@
 //! # Features
 //!
 //! - `tls`: `net::tls`, TLS client and server streams (rustls, `ring` provider) over greenlet
-//!   sockets.
+//!   sockets, and `https` for the [`http`] client.
 //!
 //! Greenlet panics are reported through `log`: the crate installs a panic hook, once, that
 //! keeps panics raised inside coroutines off stderr; panics on plain threads still reach the

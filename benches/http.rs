@@ -14,14 +14,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::quick;
+
 const CONNECTIONS: usize = 64;
 const ROUNDS: usize = 3;
 const BODY: &str = "Hello, World!";
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
-
-fn quick() -> bool {
-    std::env::var_os("GREENLET_BENCH_QUICK").is_some()
-}
 
 /// Reads one response (head, then a Content-Length body) and checks it is the hello body.
 fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {

@@ -15,23 +15,15 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod common;
+use common::{quick, tokio_rt};
+
 const ECHO_CONNS: usize = 100;
 const ECHO_TRIPS: usize = 500;
 const MSG: usize = 64;
 const DELAY: Duration = Duration::from_millis(20);
 const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
-
-fn quick() -> bool {
-    std::env::var_os("GREENLET_BENCH_QUICK").is_some()
-}
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 /// A std listener with a deep backlog, so 10,000 simultaneous connects are not dropped.
 fn deep_listener() -> std::net::TcpListener {

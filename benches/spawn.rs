@@ -9,14 +9,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
-const SIZES: [usize; 2] = [1_000, 10_000];
+mod common;
+use common::tokio_rt;
 
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
+const SIZES: [usize; 2] = [1_000, 10_000];
 
 /// Spawn N no-op tasks from the main thread and join them all.
 fn spawn_join(c: &mut Criterion) {

@@ -12,15 +12,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
+mod common;
+use common::tokio_rt;
+
 const ITEMS: u64 = 100_000;
 const CAPACITY: usize = 1_024;
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 /// Items through a bounded queue, producer and consumer as separate tasks.
 fn queue(c: &mut Criterion) {

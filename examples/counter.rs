@@ -5,11 +5,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+mod common;
+
 fn main() {
-    let turns: usize = std::env::args()
-        .skip_while(|a| a != "--turns")
-        .nth(1)
-        .map_or(5, |v| v.parse().expect("--turns takes a number"));
+    let turns = common::num("--turns", 5);
     // One worker: the two greenlets share it, so `yield_now` hands over strictly in turn.
     greenlet::config()
         .workers(1)

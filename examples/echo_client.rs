@@ -10,16 +10,7 @@ use std::time::Instant;
 use greenlet::net::TcpStream;
 use greenlet::server::StreamServer;
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn num(name: &str, default: usize) -> usize {
-    arg(name).map_or(default, |v| v.parse().expect("a number"))
-}
+mod common;
 
 /// One client: `msgs` messages of `size` bytes, each read back and compared.
 fn client(addr: SocketAddr, id: usize, msgs: usize, size: usize) -> std::io::Result<usize> {
@@ -40,9 +31,13 @@ fn client(addr: SocketAddr, id: usize, msgs: usize, size: usize) -> std::io::Res
 }
 
 fn main() -> std::io::Result<()> {
-    let (conns, msgs, size) = (num("--conns", 1000), num("--msgs", 100), num("--size", 64));
+    let (conns, msgs, size) = (
+        common::num("--conns", 1000) as usize,
+        common::num("--msgs", 100) as usize,
+        common::num("--size", 64) as usize,
+    );
     let own_server;
-    let addr: SocketAddr = match arg("--addr") {
+    let addr: SocketAddr = match common::arg("--addr") {
         Some(a) => a.parse().expect("--addr takes ip:port"),
         None => {
             own_server = StreamServer::bind("127.0.0.1:0", |mut c: TcpStream, _| {

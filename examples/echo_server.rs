@@ -11,6 +11,8 @@ use std::time::Duration;
 use greenlet::net::TcpStream;
 use greenlet::server::StreamServer;
 
+mod common;
+
 fn echo(mut conn: TcpStream, peer: SocketAddr) {
     let mut buf = [0; 16 * 1024];
     loop {
@@ -30,17 +32,9 @@ fn echo(mut conn: TcpStream, peer: SocketAddr) {
     }
 }
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().expect("a number"))
-}
-
 fn main() -> std::io::Result<()> {
-    let port = arg("--port", 7000) as u16;
-    let secs = arg("--secs", 30);
+    let port = common::num("--port", 7000) as u16;
+    let secs = common::num("--secs", 30);
     let server = StreamServer::bind(("127.0.0.1", port), echo)?;
     println!("echo server on {}", server.local_addr());
     if secs == 0 {

@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use greenlet::net::{TcpListener, TcpStream};
 
+mod common;
+
 /// One HTTP GET with the blocking-style client (`requests.get` under gevent).
 fn fetch(addr: SocketAddr, path: &str) -> io::Result<(u16, Duration)> {
-    if std::env::args().any(|a| a == "--raw") {
+    if common::flag("--raw") {
         return fetch_raw(addr, path);
     }
     let start = Instant::now();
@@ -70,21 +72,9 @@ fn serve(mut conn: TcpStream, delay: Duration) -> io::Result<()> {
     conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
 }
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-        .unwrap_or(default)
-}
-
 fn main() -> io::Result<()> {
-    let n = arg("--n", 100) as usize;
-    let delay = Duration::from_millis(arg("--delay-ms", 200));
+    let n = common::num("--n", 100) as usize;
+    let delay = Duration::from_millis(common::num("--delay-ms", 200));
     let addr = start_slow_server(delay)?;
     println!("server on {addr}: every response takes {delay:?}; {n} fetches each way\n");
 

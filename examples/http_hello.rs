@@ -8,17 +8,14 @@ use std::time::Duration;
 
 use greenlet::http::{Response, Server};
 
-fn num(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().expect("a number"))
-}
+mod common;
 
 fn main() -> std::io::Result<()> {
     env_logger::init(); // RUST_LOG=debug shows the access log
-    let (port, secs) = (num("--port", 8080) as u16, num("--secs", 30));
+    let (port, secs) = (
+        common::num("--port", 8080) as u16,
+        common::num("--secs", 30),
+    );
     let server = Server::bind(("127.0.0.1", port), |req| {
         let name = req.path().trim_start_matches('/');
         let name = if name.is_empty() { "world" } else { name };

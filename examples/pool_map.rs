@@ -12,13 +12,7 @@ use greenlet::net::TcpStream;
 use greenlet::pool::Pool;
 use greenlet::server::StreamServer;
 
-fn num(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().expect("a number"))
-}
+mod common;
 
 /// A server whose page `/N` answers after `delay` with a body of N bytes.
 fn start_server(delay: Duration) -> io::Result<StreamServer> {
@@ -65,8 +59,11 @@ fn fetch(addr: SocketAddr, page: u64) -> io::Result<usize> {
 }
 
 fn main() -> io::Result<()> {
-    let (pages, size) = (num("--pages", 200), num("--size", 20) as usize);
-    let delay = Duration::from_millis(num("--delay-ms", 50));
+    let (pages, size) = (
+        common::num("--pages", 200),
+        common::num("--size", 20) as usize,
+    );
+    let delay = Duration::from_millis(common::num("--delay-ms", 50));
     let server = start_server(delay)?;
     let addr = server.local_addr();
     println!("{pages} pages, each {delay:?} away, at most {size} at a time");

@@ -6,16 +6,13 @@ use std::time::{Duration, Instant};
 
 use greenlet::queue::{JoinableQueue, Queue};
 
-fn num(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().expect("a number"))
-}
+mod common;
 
 fn main() {
-    let (items, workers) = (num("--items", 1000), num("--workers", 8));
+    let (items, workers) = (
+        common::num("--items", 1000) as usize,
+        common::num("--workers", 8) as usize,
+    );
     let jobs: JoinableQueue<u64> = Queue::bounded(workers * 2);
     let results: Queue<(usize, u64)> = Queue::unbounded();
     let start = Instant::now();

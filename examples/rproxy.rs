@@ -16,6 +16,9 @@ use greenlet::http::Client;
 use greenlet::net::{TcpStream, ToSocketAddrs};
 use greenlet::server::StreamServer;
 
+#[path = "common/mod.rs"]
+mod common;
+
 /// Largest request head the proxy accepts.
 const MAX_HEAD: usize = 64 * 1024;
 
@@ -197,17 +200,12 @@ fn tunnel(mut client: TcpStream, head: &Head) -> io::Result<()> {
     Ok(())
 }
 
-fn num(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().expect("a number"))
-}
-
 #[allow(dead_code)] // the proxy test includes this file as a module
 fn main() -> io::Result<()> {
-    let (port, secs) = (num("--port", 8888) as u16, num("--secs", 30));
+    let (port, secs) = (
+        common::num("--port", 8888) as u16,
+        common::num("--secs", 30),
+    );
     let proxy = start_proxy(("127.0.0.1", port))?;
     println!("proxy on http://{} for {secs} s", proxy.local_addr());
     greenlet::sleep(Duration::from_secs(secs));

@@ -79,6 +79,8 @@
 //!
 //! # Features
 //!
+//! - `monkey` (Linux): `monkey::patch_all()` makes `std::thread::sleep` (the C library's
+//!   `clock_nanosleep`/`nanosleep`) cooperative inside greenlets.
 //! - `tls`: `net::tls`, TLS client and server streams (rustls, `ring` provider) over greenlet
 //!   sockets, and `https` for the [`http`] client.
 //!
@@ -106,6 +108,8 @@ mod error;
 mod greenlet;
 pub mod http;
 mod join;
+#[cfg(all(feature = "monkey", target_os = "linux"))]
+pub mod monkey;
 pub mod net;
 mod panic;
 pub mod pool;

@@ -15,7 +15,14 @@
 //!
 //! | call | used by | inside a greenlet |
 //! |---|---|---|
-//! | `clock_nanosleep`, `nanosleep` | `std::thread::sleep`, C `sleep`/`usleep` | parks the greenlet for the duration ([`crate::sleep`]); never returns early |
+//! | `clock_nanosleep`, `nanosleep` | `std::thread::sleep`, C `sleep`/`usleep` | parks the greenlet for the duration ([`crate::sleep`]); never returns early unless the greenlet is killed |
+//!
+//! # Kill safety
+//!
+//! A kill cannot unwind through a C function (Rust would abort the process). A greenlet killed
+//! inside a patched call has that call end early (`EINTR`, nothing left to sleep), and unwinds
+//! at its next blocking point in Rust code; if it returns without reaching one, it ends with
+//! its value rather than [`JoinError::Killed`](crate::JoinError::Killed).
 //!
 //! # What is not patched
 //!
@@ -126,9 +133,13 @@ pub unsafe extern "C" fn clock_nanosleep(
         } else {
             d
         };
-        crate::sleep(d);
+        // A kill unwinds with a panic, which must not cross this C boundary (Rust would abort
+        // the process). Catch it and end the call early; may's cancel flag stays set, so the
+        // greenlet unwinds at its next blocking point in Rust code.
+        let slept = std::panic::catch_unwind(|| crate::sleep(d));
         if !rem.is_null() && flags & libc::TIMER_ABSTIME == 0 {
-            // SAFETY: the caller passes null or a writable `timespec` for `rem`.
+            // SAFETY: the caller passes null or a writable `timespec` for `rem`. Nothing is
+            // left to sleep either way, so std's retry loop on EINTR stops.
             unsafe {
                 *rem = libc::timespec {
                     tv_sec: 0,
@@ -136,7 +147,7 @@ pub unsafe extern "C" fn clock_nanosleep(
                 }
             };
         }
-        return 0;
+        return if slept.is_ok() { 0 } else { libc::EINTR };
     }
     static REAL: OnceLock<usize> = OnceLock::new();
     match real(c"clock_nanosleep", &REAL) {

@@ -47,3 +47,17 @@ fn std_sleep_in_greenlets_is_cooperative_and_threads_are_unchanged() {
     });
     assert_eq!(g.get(), Ok(-1));
 }
+
+#[test]
+fn killing_a_greenlet_in_a_patched_sleep_does_not_abort() {
+    greenlet::monkey::patch_all();
+    let g = greenlet::spawn(|| {
+        std::thread::sleep(Duration::from_secs(3600)); // ends early when killed
+        greenlet::sleep(Duration::from_secs(3600)); // the kill lands here
+    });
+    greenlet::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    assert!(g.kill_timeout(Duration::from_secs(5)));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(g.get(), Err(greenlet::JoinError::Killed));
+}

@@ -16,6 +16,8 @@
 //! | call | used by | inside a greenlet |
 //! |---|---|---|
 //! | `clock_nanosleep`, `nanosleep` | `std::thread::sleep`, C `sleep`/`usleep` | parks the greenlet for the duration ([`crate::sleep`]); never returns early unless the greenlet is killed |
+//! | `recv`, `send` | `std::net::TcpStream`/`UdpSocket` reads and writes | on a socket its owner left blocking: tries without blocking, then parks the greenlet until the socket is ready or its `SO_RCVTIMEO`/`SO_SNDTIMEO` passes (then `EAGAIN`, as the kernel) |
+//! | `connect` | `std::net::TcpStream::connect` | on a blocking socket: connects without blocking and parks the greenlet until done (`SO_SNDTIMEO` bounds it, then `ETIMEDOUT`) |
 //!
 //! # Kill safety
 //!
@@ -26,9 +28,13 @@
 //!
 //! # What is not patched
 //!
-//! Sockets, files, pipes, `poll` and name resolution are not interposed yet: a `std::net`
-//! read inside a greenlet still blocks its worker. Use [`crate::net`] and [`crate::http`]
-//! there. Interposition also cannot reach static binaries (musl), code that makes the system
+//! `accept`/`accept4`, `read`/`write`/`readv`/`writev` (files, pipes, and sockets read that
+//! way), `poll`, `fcntl`/`ioctl` and name resolution (`getaddrinfo`) are not interposed yet: a
+//! `std::net::TcpListener::accept` or a lookup inside a greenlet still blocks its worker. Use
+//! [`crate::net`] there. Sockets the owner made non-blocking, and calls with `MSG_DONTWAIT`,
+//! are passed through unchanged. While one greenlet waits on a socket, its descriptor is
+//! non-blocking underneath; a plain thread using the same socket at that moment could see
+//! `EAGAIN`. Interposition also cannot reach static binaries (musl), code that makes the system
 //! call itself (`syscall(2)`, inline assembly), or calls made inside the C library itself.
 //!
 //! # Cost
@@ -63,7 +69,7 @@ static PATCHED: AtomicBool = AtomicBool::new(false);
 pub fn patch_all() {
     crate::config::ensure_started();
     if !PATCHED.swap(true, Ordering::SeqCst) {
-        log::debug!("monkey: blocking calls patched: clock_nanosleep, nanosleep");
+        log::debug!("monkey: patched clock_nanosleep, nanosleep, recv, send, connect");
     }
 }
 
@@ -188,5 +194,304 @@ pub unsafe extern "C" fn nanosleep(req: *const libc::timespec, rem: *mut libc::t
             // SAFETY: `f` is the C library's `nanosleep`, which has this signature.
             unsafe { std::mem::transmute::<usize, Nanosleep>(f)(req, rem) }
         }
+    }
+}
+
+// ---- sockets ----
+
+type RecvFn = unsafe extern "C" fn(c_int, *mut libc::c_void, usize, c_int) -> isize;
+type SendFn = unsafe extern "C" fn(c_int, *const libc::c_void, usize, c_int) -> isize;
+type ConnectFn = unsafe extern "C" fn(c_int, *const libc::sockaddr, libc::socklen_t) -> c_int;
+
+fn real_recv() -> Option<RecvFn> {
+    static REAL: OnceLock<usize> = OnceLock::new();
+    match real(c"recv", &REAL) {
+        0 => None,
+        // SAFETY: the C library's `recv` has this signature.
+        f => Some(unsafe { std::mem::transmute::<usize, RecvFn>(f) }),
+    }
+}
+
+fn real_send() -> Option<SendFn> {
+    static REAL: OnceLock<usize> = OnceLock::new();
+    match real(c"send", &REAL) {
+        0 => None,
+        // SAFETY: the C library's `send` has this signature.
+        f => Some(unsafe { std::mem::transmute::<usize, SendFn>(f) }),
+    }
+}
+
+fn real_connect() -> Option<ConnectFn> {
+    static REAL: OnceLock<usize> = OnceLock::new();
+    match real(c"connect", &REAL) {
+        0 => None,
+        // SAFETY: the C library's `connect` has this signature.
+        f => Some(unsafe { std::mem::transmute::<usize, ConnectFn>(f) }),
+    }
+}
+
+fn set_errno(e: c_int) {
+    // SAFETY: `__errno_location` returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+fn errno() -> c_int {
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() }
+}
+
+/// The descriptor's file status flags, if it has any.
+fn status_flags(fd: c_int) -> Option<c_int> {
+    // SAFETY: F_GETFL only reads the descriptor's flags.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    (fl >= 0).then_some(fl)
+}
+
+/// A socket time-out option (`SO_RCVTIMEO`/`SO_SNDTIMEO`); `None` when unset.
+fn socket_timeout(fd: c_int, option: c_int) -> Option<Duration> {
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: `tv` and `len` are valid and describe each other.
+    let r =
+        unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, option, (&raw mut tv).cast(), &mut len) };
+    let d = Duration::new(tv.tv_sec.max(0) as u64, (tv.tv_usec.max(0) as u32) * 1000);
+    (r == 0 && !d.is_zero()).then_some(d)
+}
+
+/// Whether this call should wait cooperatively: patched, in a greenlet, on a descriptor its
+/// owner left blocking, without a non-blocking flag. Returns the status flags to restore.
+fn cooperative_fd(fd: c_int, flags: c_int) -> Option<c_int> {
+    if !cooperative() || flags & libc::MSG_DONTWAIT != 0 {
+        return None;
+    }
+    status_flags(fd).filter(|fl| fl & libc::O_NONBLOCK == 0)
+}
+
+/// A socket seen through may's `CoIo` for one wait: reads and writes are the C library's own,
+/// non-blocking.
+struct Op(c_int);
+
+impl std::os::fd::AsRawFd for Op {
+    fn as_raw_fd(&self) -> c_int {
+        self.0
+    }
+}
+
+fn io_result(r: isize) -> std::io::Result<usize> {
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+impl std::io::Read for Op {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let recv = real_recv().ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOSYS))?;
+        // SAFETY: `buf` is valid for `buf.len()` bytes; `recv` is the C library's.
+        io_result(unsafe {
+            recv(
+                self.0,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        })
+    }
+}
+
+impl std::io::Write for Op {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let send = real_send().ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOSYS))?;
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        // SAFETY: `buf` is valid for `buf.len()` bytes; `send` is the C library's.
+        io_result(unsafe { send(self.0, buf.as_ptr().cast(), buf.len(), flags) })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `op` on `fd` through a temporary may registration, parking the greenlet while the
+/// socket is not ready, then restores the descriptor's flags. Returns the C-style result and
+/// sets errno on failure: `EAGAIN` when `timeout` passed (as the kernel does for socket
+/// time-outs), `ECANCELED` when the greenlet is being killed.
+fn park_on<F>(fd: c_int, restore: c_int, timeout: Option<Duration>, write: bool, op: F) -> isize
+where
+    F: FnOnce(&mut may::io::CoIo<Op>) -> std::io::Result<usize>,
+{
+    let coio = may::io::CoIo::new(Op(fd));
+    let outcome = match coio {
+        Ok(mut coio) => {
+            let _ = if write {
+                coio.set_write_timeout(timeout)
+            } else {
+                coio.set_read_timeout(timeout)
+            };
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&mut coio)));
+            drop(coio);
+            r
+        }
+        // Already registered elsewhere (e.g. another greenlet waits on it): report it.
+        Err(e) => Ok(Err(std::io::Error::from(e))),
+    };
+    // SAFETY: F_SETFL with the flags read before the call restores the owner's choice.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, restore) };
+    match outcome {
+        Ok(Ok(n)) => n as isize,
+        Ok(Err(e)) => {
+            let code = match e.kind() {
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => libc::EAGAIN,
+                _ => e.raw_os_error().unwrap_or(libc::EIO),
+            };
+            set_errno(code);
+            -1
+        }
+        Err(_killed) => {
+            set_errno(libc::ECANCELED);
+            -1
+        }
+    }
+}
+
+/// `recv(2)`: cooperative on blocking sockets inside greenlets after [`patch_all`].
+///
+/// # Safety
+///
+/// As the C function: `buf` is valid for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recv(
+    fd: c_int,
+    buf: *mut libc::c_void,
+    len: usize,
+    flags: c_int,
+) -> isize {
+    let Some(real) = real_recv() else {
+        set_errno(libc::ENOSYS);
+        return -1;
+    };
+    let Some(restore) = cooperative_fd(fd, flags) else {
+        // SAFETY: passed through unchanged to the C library's `recv`.
+        return unsafe { real(fd, buf, len, flags) };
+    };
+    // SAFETY: as above, with MSG_DONTWAIT added.
+    let r = unsafe { real(fd, buf, len, flags | libc::MSG_DONTWAIT) };
+    if r >= 0 || errno() != libc::EAGAIN || flags != 0 || len == 0 {
+        return r;
+    }
+    // SAFETY: the caller guarantees `buf` is valid for `len` bytes for this call.
+    let slice = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
+    let timeout = socket_timeout(fd, libc::SO_RCVTIMEO);
+    park_on(fd, restore, timeout, false, |io| {
+        std::io::Read::read(io, slice)
+    })
+}
+
+/// `send(2)`: cooperative on blocking sockets inside greenlets after [`patch_all`].
+///
+/// # Safety
+///
+/// As the C function: `buf` is valid for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn send(
+    fd: c_int,
+    buf: *const libc::c_void,
+    len: usize,
+    flags: c_int,
+) -> isize {
+    let Some(real) = real_send() else {
+        set_errno(libc::ENOSYS);
+        return -1;
+    };
+    let Some(restore) = cooperative_fd(fd, flags) else {
+        // SAFETY: passed through unchanged to the C library's `send`.
+        return unsafe { real(fd, buf, len, flags) };
+    };
+    // SAFETY: as above, with MSG_DONTWAIT added.
+    let r = unsafe { real(fd, buf, len, flags | libc::MSG_DONTWAIT) };
+    if r >= 0 || errno() != libc::EAGAIN || flags & !libc::MSG_NOSIGNAL != 0 || len == 0 {
+        return r;
+    }
+    // SAFETY: the caller guarantees `buf` is valid for `len` bytes for this call.
+    let slice = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
+    let timeout = socket_timeout(fd, libc::SO_SNDTIMEO);
+    park_on(fd, restore, timeout, true, |io| {
+        std::io::Write::write(io, slice)
+    })
+}
+
+/// `connect(2)`: cooperative on blocking sockets inside greenlets after [`patch_all`].
+///
+/// # Safety
+///
+/// As the C function: `addr` is valid for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn connect(
+    fd: c_int,
+    addr: *const libc::sockaddr,
+    len: libc::socklen_t,
+) -> c_int {
+    let Some(real) = real_connect() else {
+        set_errno(libc::ENOSYS);
+        return -1;
+    };
+    let Some(restore) = cooperative_fd(fd, 0) else {
+        // SAFETY: passed through unchanged to the C library's `connect`.
+        return unsafe { real(fd, addr, len) };
+    };
+    // SAFETY: making the socket non-blocking for the attempt; restored below.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, restore | libc::O_NONBLOCK) };
+    // SAFETY: as above.
+    let r = unsafe { real(fd, addr, len) };
+    let result = if r == 0 || errno() != libc::EINPROGRESS {
+        (r, errno())
+    } else {
+        wait_connected(fd, socket_timeout(fd, libc::SO_SNDTIMEO))
+    };
+    // SAFETY: restores the owner's flags.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, restore) };
+    if result.0 != 0 {
+        set_errno(result.1);
+    }
+    result.0
+}
+
+/// Parks (polling with a growing pause of 1 to 10 ms) until a non-blocking connect finishes.
+fn wait_connected(fd: c_int, timeout: Option<Duration>) -> (c_int, c_int) {
+    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid `pollfd`, zero time-out: never blocks.
+        if unsafe { libc::poll(&mut pfd, 1, 0) } > 0 {
+            let mut err: c_int = 0;
+            let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
+            // SAFETY: `err` and `len` are valid and describe each other.
+            unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_ERROR,
+                    (&raw mut err).cast(),
+                    &mut len,
+                )
+            };
+            return if err == 0 { (0, 0) } else { (-1, err) };
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return (-1, libc::ETIMEDOUT);
+        }
+        if std::panic::catch_unwind(|| crate::sleep(pause)).is_err() {
+            return (-1, libc::ECANCELED);
+        }
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
 }

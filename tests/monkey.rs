@@ -61,3 +61,128 @@ fn killing_a_greenlet_in_a_patched_sleep_does_not_abort() {
     assert!(t.elapsed() < Duration::from_secs(5));
     assert_eq!(g.get(), Err(greenlet::JoinError::Killed));
 }
+
+mod sockets {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use greenlet::net::TcpStream as GreenTcp;
+    use greenlet::server::StreamServer;
+
+    const FETCHES: usize = 200;
+    const DELAY: Duration = Duration::from_millis(200);
+
+    /// A greenlet server that answers each request after `DELAY`.
+    fn slow_server() -> StreamServer {
+        let server = StreamServer::bind("127.0.0.1:0", |mut c: GreenTcp, _| {
+            let mut buf = [0; 1024];
+            let _ = c.read(&mut buf);
+            greenlet::sleep(DELAY);
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        })
+        .unwrap();
+        server.start().unwrap();
+        server
+    }
+
+    /// Plain std code, as a third-party library would write it.
+    fn std_fetch(addr: SocketAddr) -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect(addr)?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn std_sockets_in_greenlets_run_concurrently() {
+        greenlet::monkey::patch_all();
+        let server = slow_server();
+        let addr = server.local_addr();
+        let t = Instant::now();
+        let gs: Vec<_> = (0..FETCHES)
+            .map(|_| greenlet::spawn(move || std_fetch(addr)))
+            .collect();
+        for r in greenlet::joinall(gs) {
+            assert!(r.unwrap().unwrap().ends_with("ok"));
+        }
+        // One after another: 40 s; blocking the 2 workers: about 20 s.
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        server.stop(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn unmodified_ureq_runs_concurrently_in_greenlets() {
+        greenlet::monkey::patch_all();
+        let server = slow_server();
+        let url = format!("http://{}/", server.local_addr());
+        let t = Instant::now();
+        let gs: Vec<_> = (0..FETCHES)
+            .map(|_| {
+                let url = url.clone();
+                // ureq's default agent: std's TcpStream, nothing greenlet-aware.
+                greenlet::spawn(move || {
+                    ureq::get(&url)
+                        .call()
+                        .map(|mut r| r.body_mut().read_to_string())
+                })
+            })
+            .collect();
+        for r in greenlet::joinall(gs) {
+            assert_eq!(r.unwrap().unwrap().unwrap(), "ok");
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        server.stop(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn read_timeouts_still_fire_and_threads_are_unchanged() {
+        greenlet::monkey::patch_all();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let g = greenlet::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            let t = Instant::now();
+            let e = s.read(&mut [0; 8]).unwrap_err();
+            (e.kind(), t.elapsed())
+        });
+        let (_conn, _) = listener.accept().unwrap(); // a plain thread: blocks as usual
+        let (kind, took) = g.get().unwrap();
+        assert!(
+            matches!(kind, ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "{kind:?}"
+        );
+        assert!(took >= Duration::from_millis(50));
+
+        // A refused connection keeps its error.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let g = greenlet::spawn(move || {
+            std::net::TcpStream::connect(closed)
+                .map(drop)
+                .map_err(|e| e.kind())
+        });
+        assert_eq!(g.get(), Ok(Err(ErrorKind::ConnectionRefused)));
+    }
+
+    #[test]
+    fn killing_a_greenlet_in_a_std_read_does_not_abort() {
+        greenlet::monkey::patch_all();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let g = greenlet::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            let _ = s.read(&mut [0; 8]); // parked here; ends with ECANCELED when killed
+            greenlet::sleep(Duration::from_secs(3600)); // the kill lands here
+        });
+        let (_conn, _) = listener.accept().unwrap();
+        greenlet::sleep(Duration::from_millis(50));
+        assert!(g.kill_timeout(Duration::from_secs(5)));
+        assert_eq!(g.get(), Err(greenlet::JoinError::Killed));
+    }
+}

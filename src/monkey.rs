@@ -18,6 +18,8 @@
 //! | `clock_nanosleep`, `nanosleep` | `std::thread::sleep`, C `sleep`/`usleep` | parks the greenlet for the duration ([`crate::sleep`]); never returns early unless the greenlet is killed |
 //! | `recv`, `send` | `std::net::TcpStream`/`UdpSocket` reads and writes | on a socket its owner left blocking: tries without blocking, then parks the greenlet until the socket is ready or its `SO_RCVTIMEO`/`SO_SNDTIMEO` passes (then `EAGAIN`, as the kernel) |
 //! | `connect` | `std::net::TcpStream::connect` | on a blocking socket: connects without blocking and parks the greenlet until done (`SO_SNDTIMEO` bounds it, then `ETIMEDOUT`) |
+//! | `accept4` | `std::net::TcpListener::accept` | on a blocking listener: parks the greenlet until a connection waits (`SO_RCVTIMEO` bounds it, then `EAGAIN`) |
+//! | `getaddrinfo` | `std::net::ToSocketAddrs` for host names | runs the lookup on the blocking [thread pool](crate::threadpool); only the greenlet waits |
 //!
 //! # Kill safety
 //!
@@ -28,10 +30,11 @@
 //!
 //! # What is not patched
 //!
-//! `accept`/`accept4`, `read`/`write`/`readv`/`writev` (files, pipes, and sockets read that
-//! way), `poll`, `fcntl`/`ioctl` and name resolution (`getaddrinfo`) are not interposed yet: a
-//! `std::net::TcpListener::accept` or a lookup inside a greenlet still blocks its worker. Use
-//! [`crate::net`] there. Sockets the owner made non-blocking, and calls with `MSG_DONTWAIT`,
+//! `accept`, `read`/`write`/`readv`/`writev` (files, pipes, and sockets read that way),
+//! `recvfrom`/`recvmsg`/`sendto`/`sendmsg` (so `std::net::UdpSocket::recv_from`), `poll`,
+//! `fcntl`/`ioctl`, `close` and the older resolver calls (`gethostbyname`) are not
+//! interposed yet: those calls inside a greenlet still block its worker. Use [`crate::net`]
+//! there. Sockets the owner made non-blocking, and calls with `MSG_DONTWAIT`,
 //! are passed through unchanged. While one greenlet waits on a socket, its descriptor is
 //! non-blocking underneath; a plain thread using the same socket at that moment could see
 //! `EAGAIN`. Interposition also cannot reach static binaries (musl), code that makes the system
@@ -69,7 +72,9 @@ static PATCHED: AtomicBool = AtomicBool::new(false);
 pub fn patch_all() {
     crate::config::ensure_started();
     if !PATCHED.swap(true, Ordering::SeqCst) {
-        log::debug!("monkey: patched clock_nanosleep, nanosleep, recv, send, connect");
+        log::debug!(
+            "monkey: patched clock_nanosleep, nanosleep, recv, send, connect, accept4, getaddrinfo"
+        );
     }
 }
 
@@ -460,38 +465,152 @@ pub unsafe extern "C" fn connect(
     result.0
 }
 
-/// Parks (polling with a growing pause of 1 to 10 ms) until a non-blocking connect finishes.
-fn wait_connected(fd: c_int, timeout: Option<Duration>) -> (c_int, c_int) {
+/// Parks (polling with a growing pause of 1 to 10 ms) until `fd` reports `events`, or until
+/// `timeout`. `Err(errno)`: `ETIMEDOUT`, or `ECANCELED` when the greenlet is being killed.
+fn wait_ready(fd: c_int, events: libc::c_short, timeout: Option<Duration>) -> Result<(), c_int> {
     let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
     let mut pause = Duration::from_millis(1);
     loop {
         let mut pfd = libc::pollfd {
             fd,
-            events: libc::POLLOUT,
+            events,
             revents: 0,
         };
         // SAFETY: one valid `pollfd`, zero time-out: never blocks.
         if unsafe { libc::poll(&mut pfd, 1, 0) } > 0 {
-            let mut err: c_int = 0;
-            let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
-            // SAFETY: `err` and `len` are valid and describe each other.
-            unsafe {
-                libc::getsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_ERROR,
-                    (&raw mut err).cast(),
-                    &mut len,
-                )
-            };
-            return if err == 0 { (0, 0) } else { (-1, err) };
+            return Ok(());
         }
         if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-            return (-1, libc::ETIMEDOUT);
+            return Err(libc::ETIMEDOUT);
         }
         if std::panic::catch_unwind(|| crate::sleep(pause)).is_err() {
-            return (-1, libc::ECANCELED);
+            return Err(libc::ECANCELED);
         }
         pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+/// Parks until a non-blocking connect finishes; `(result, errno)`.
+fn wait_connected(fd: c_int, timeout: Option<Duration>) -> (c_int, c_int) {
+    if let Err(e) = wait_ready(fd, libc::POLLOUT, timeout) {
+        return (-1, e);
+    }
+    let mut err: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: `err` and `len` are valid and describe each other.
+    unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&raw mut err).cast(),
+            &mut len,
+        )
+    };
+    if err == 0 { (0, 0) } else { (-1, err) }
+}
+
+type Accept4Fn =
+    unsafe extern "C" fn(c_int, *mut libc::sockaddr, *mut libc::socklen_t, c_int) -> c_int;
+
+/// `accept4(2)` (what `std::net::TcpListener::accept` calls): cooperative on blocking
+/// listeners inside greenlets after [`patch_all`].
+///
+/// # Safety
+///
+/// As the C function: `addr`/`len` are null or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut libc::sockaddr,
+    len: *mut libc::socklen_t,
+    flags: c_int,
+) -> c_int {
+    static REAL: OnceLock<usize> = OnceLock::new();
+    let real = match real(c"accept4", &REAL) {
+        0 => {
+            set_errno(libc::ENOSYS);
+            return -1;
+        }
+        // SAFETY: the C library's `accept4` has this signature.
+        f => unsafe { std::mem::transmute::<usize, Accept4Fn>(f) },
+    };
+    if cooperative_fd(fd, 0).is_some() {
+        let timeout = socket_timeout(fd, libc::SO_RCVTIMEO);
+        if let Err(e) = wait_ready(fd, libc::POLLIN, timeout) {
+            set_errno(if e == libc::ETIMEDOUT {
+                libc::EAGAIN
+            } else {
+                e
+            });
+            return -1;
+        }
+    }
+    // SAFETY: passed through to the C library's `accept4`; after the wait it does not block
+    // unless another thread took the connection first.
+    unsafe { real(fd, addr, len, flags) }
+}
+
+// ---- name resolution ----
+
+type GetaddrinfoFn = unsafe extern "C" fn(
+    *const std::ffi::c_char,
+    *const std::ffi::c_char,
+    *const libc::addrinfo,
+    *mut *mut libc::addrinfo,
+) -> c_int;
+
+/// `getaddrinfo(3)` (what `std`'s name lookups call): inside greenlets after [`patch_all`] the
+/// lookup runs on the blocking [thread pool](crate::threadpool) and only the greenlet waits,
+/// as gevent's default resolver does.
+///
+/// # Safety
+///
+/// As the C function: `node` and `service` are null or NUL-terminated, `hints` is null or
+/// valid, `res` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getaddrinfo(
+    node: *const std::ffi::c_char,
+    service: *const std::ffi::c_char,
+    hints: *const libc::addrinfo,
+    res: *mut *mut libc::addrinfo,
+) -> c_int {
+    static REAL: OnceLock<usize> = OnceLock::new();
+    let real = match real(c"getaddrinfo", &REAL) {
+        0 => return libc::EAI_SYSTEM,
+        // SAFETY: the C library's `getaddrinfo` has this signature.
+        f => unsafe { std::mem::transmute::<usize, GetaddrinfoFn>(f) },
+    };
+    if !cooperative() {
+        // SAFETY: passed through unchanged.
+        return unsafe { real(node, service, hints, res) };
+    }
+    // The pointers cross to a pool thread as integers. They stay valid: this function does
+    // not return before the lookup has finished, also when the greenlet is killed meanwhile.
+    let args = (
+        node as usize,
+        service as usize,
+        hints as usize,
+        res as usize,
+    );
+    let task = crate::threadpool::spawn_blocking(move || {
+        let (node, service, hints, res) = args;
+        // SAFETY: the caller's pointers, valid until we return (see above).
+        unsafe { real(node as _, service as _, hints as _, res as _) }
+    });
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.join())) {
+        Ok(()) => task.get().unwrap_or(libc::EAI_SYSTEM),
+        Err(_killed) => {
+            // Killed while waiting: the pool thread still writes through `res`, so wait for it
+            // without parking (a cancelled greenlet cannot park), then report a failure.
+            while !task.ready() {
+                std::thread::yield_now();
+            }
+            if let Ok(0) = task.get() {
+                // SAFETY: a successful lookup's list, which the caller will never see.
+                unsafe { libc::freeaddrinfo(*res) };
+            }
+            libc::EAI_AGAIN
+        }
     }
 }

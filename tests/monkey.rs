@@ -185,4 +185,53 @@ mod sockets {
         assert!(g.kill_timeout(Duration::from_secs(5)));
         assert_eq!(g.get(), Err(greenlet::JoinError::Killed));
     }
+
+    #[test]
+    fn a_std_accept_loop_in_a_greenlet_leaves_the_worker_free() {
+        greenlet::monkey::patch_all();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A std accept loop serving each connection from a greenlet, all plain std code.
+        let acceptor = greenlet::spawn(move || {
+            for _ in 0..FETCHES {
+                let (mut c, _) = listener.accept().unwrap();
+                drop(greenlet::spawn(move || {
+                    let mut buf = [0; 256];
+                    let _ = c.read(&mut buf);
+                    std::thread::sleep(DELAY);
+                    let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                }));
+            }
+        });
+        let t = Instant::now();
+        let gs: Vec<_> = (0..FETCHES)
+            .map(|_| greenlet::spawn(move || std_fetch(addr)))
+            .collect();
+        for r in greenlet::joinall(gs) {
+            assert!(r.unwrap().unwrap().ends_with("ok"));
+        }
+        acceptor.join();
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn std_name_lookups_in_greenlets_use_the_thread_pool() {
+        use std::net::ToSocketAddrs;
+        greenlet::monkey::patch_all();
+        let gs: Vec<_> = (0..50)
+            .map(|_| greenlet::spawn(|| ("localhost", 80).to_socket_addrs().map(|a| a.count())))
+            .collect();
+        for r in greenlet::joinall(gs) {
+            assert!(r.unwrap().unwrap() > 0);
+        }
+        let g = greenlet::spawn(|| {
+            "no-such-host.invalid:80"
+                .to_socket_addrs()
+                .map(drop)
+                .is_err()
+        });
+        assert_eq!(g.get(), Ok(true));
+        // Plain threads resolve as before.
+        assert!(("localhost", 80).to_socket_addrs().unwrap().count() > 0);
+    }
 }

@@ -20,6 +20,8 @@
 //! | `connect` | `std::net::TcpStream::connect` | on a blocking socket: connects without blocking and parks the greenlet until done (`SO_SNDTIMEO` bounds it, then `ETIMEDOUT`) |
 //! | `accept4` | `std::net::TcpListener::accept` | on a blocking listener: parks the greenlet until a connection waits (`SO_RCVTIMEO` bounds it, then `EAGAIN`) |
 //! | `getaddrinfo` | `std::net::ToSocketAddrs` for host names | runs the lookup on the blocking [thread pool](crate::threadpool); only the greenlet waits |
+//! | `recvfrom`, `sendto` | `std::net::UdpSocket` | as `recv`/`send` |
+//! | `poll` | `std::net::TcpStream::connect_timeout`, C code | with a time-out: checks without blocking and parks the greenlet between checks (1 to 10 ms apart) |
 //!
 //! # Kill safety
 //!
@@ -31,8 +33,7 @@
 //! # What is not patched
 //!
 //! `accept`, `read`/`write`/`readv`/`writev` (files, pipes, and sockets read that way),
-//! `recvfrom`/`recvmsg`/`sendto`/`sendmsg` (so `std::net::UdpSocket::recv_from`), `poll`,
-//! `fcntl`/`ioctl`, `close` and the older resolver calls (`gethostbyname`) are not
+//! `recvmsg`/`sendmsg`, `select`/`epoll_wait`, `fcntl`/`ioctl`, `close` and the older resolver calls (`gethostbyname`) are not
 //! interposed yet: those calls inside a greenlet still block its worker. Use [`crate::net`]
 //! there. Sockets the owner made non-blocking, and calls with `MSG_DONTWAIT`,
 //! are passed through unchanged. While one greenlet waits on a socket, its descriptor is
@@ -73,7 +74,8 @@ pub fn patch_all() {
     crate::config::ensure_started();
     if !PATCHED.swap(true, Ordering::SeqCst) {
         log::debug!(
-            "monkey: patched clock_nanosleep, nanosleep, recv, send, connect, accept4, getaddrinfo"
+            "monkey: patched clock_nanosleep, nanosleep, recv, send, recvfrom, sendto, connect, \
+             accept4, poll, getaddrinfo"
         );
     }
 }
@@ -612,5 +614,156 @@ pub unsafe extern "C" fn getaddrinfo(
             }
             libc::EAI_AGAIN
         }
+    }
+}
+
+// ---- datagrams and poll ----
+
+type RecvfromFn = unsafe extern "C" fn(
+    c_int,
+    *mut libc::c_void,
+    usize,
+    c_int,
+    *mut libc::sockaddr,
+    *mut libc::socklen_t,
+) -> isize;
+type SendtoFn = unsafe extern "C" fn(
+    c_int,
+    *const libc::c_void,
+    usize,
+    c_int,
+    *const libc::sockaddr,
+    libc::socklen_t,
+) -> isize;
+type PollFn = unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
+
+/// Waits for `events` on a blocking socket inside a greenlet before a call that would block;
+/// `Err` carries the errno to fail with (`EAGAIN` after the socket's time-out).
+fn wait_socket(fd: c_int, flags: c_int, events: libc::c_short, option: c_int) -> Result<(), c_int> {
+    if cooperative_fd(fd, flags).is_none() {
+        return Ok(());
+    }
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid `pollfd`, zero time-out: never blocks.
+    if unsafe { libc::poll(&mut pfd, 1, 0) } > 0 {
+        return Ok(());
+    }
+    wait_ready(fd, events, socket_timeout(fd, option)).map_err(|e| {
+        if e == libc::ETIMEDOUT {
+            libc::EAGAIN
+        } else {
+            e
+        }
+    })
+}
+
+/// `recvfrom(2)` (`std::net::UdpSocket::recv_from`): cooperative on blocking sockets inside
+/// greenlets after [`patch_all`].
+///
+/// # Safety
+///
+/// As the C function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvfrom(
+    fd: c_int,
+    buf: *mut libc::c_void,
+    len: usize,
+    flags: c_int,
+    addr: *mut libc::sockaddr,
+    addrlen: *mut libc::socklen_t,
+) -> isize {
+    static REAL: OnceLock<usize> = OnceLock::new();
+    let real = match real(c"recvfrom", &REAL) {
+        0 => {
+            set_errno(libc::ENOSYS);
+            return -1;
+        }
+        // SAFETY: the C library's `recvfrom` has this signature.
+        f => unsafe { std::mem::transmute::<usize, RecvfromFn>(f) },
+    };
+    if let Err(e) = wait_socket(fd, flags, libc::POLLIN, libc::SO_RCVTIMEO) {
+        set_errno(e);
+        return -1;
+    }
+    // SAFETY: passed through; after the wait the datagram is there unless another reader
+    // took it first (then the call blocks, as it would have).
+    unsafe { real(fd, buf, len, flags, addr, addrlen) }
+}
+
+/// `sendto(2)` (`std::net::UdpSocket::send_to`): cooperative on blocking sockets inside
+/// greenlets after [`patch_all`].
+///
+/// # Safety
+///
+/// As the C function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendto(
+    fd: c_int,
+    buf: *const libc::c_void,
+    len: usize,
+    flags: c_int,
+    addr: *const libc::sockaddr,
+    addrlen: libc::socklen_t,
+) -> isize {
+    static REAL: OnceLock<usize> = OnceLock::new();
+    let real = match real(c"sendto", &REAL) {
+        0 => {
+            set_errno(libc::ENOSYS);
+            return -1;
+        }
+        // SAFETY: the C library's `sendto` has this signature.
+        f => unsafe { std::mem::transmute::<usize, SendtoFn>(f) },
+    };
+    if let Err(e) = wait_socket(fd, flags, libc::POLLOUT, libc::SO_SNDTIMEO) {
+        set_errno(e);
+        return -1;
+    }
+    // SAFETY: passed through unchanged.
+    unsafe { real(fd, buf, len, flags, addr, addrlen) }
+}
+
+/// `poll(2)` (what std's `connect_timeout` waits in): inside greenlets after [`patch_all`],
+/// a poll with a time-out parks the greenlet between checks instead of blocking the worker.
+///
+/// # Safety
+///
+/// As the C function: `fds` is valid for `n` entries.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout_ms: c_int) -> c_int {
+    static REAL: OnceLock<usize> = OnceLock::new();
+    let real = match real(c"poll", &REAL) {
+        0 => {
+            set_errno(libc::ENOSYS);
+            return -1;
+        }
+        // SAFETY: the C library's `poll` has this signature.
+        f => unsafe { std::mem::transmute::<usize, PollFn>(f) },
+    };
+    if !cooperative() || timeout_ms == 0 {
+        // SAFETY: passed through unchanged.
+        return unsafe { real(fds, n, timeout_ms) };
+    }
+    let deadline = u64::try_from(timeout_ms)
+        .ok()
+        .and_then(|ms| std::time::Instant::now().checked_add(Duration::from_millis(ms)));
+    let mut pause = Duration::from_millis(1);
+    loop {
+        // SAFETY: a zero time-out check of the caller's array: never blocks.
+        let r = unsafe { real(fds, n, 0) };
+        if r != 0 {
+            return r;
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return 0;
+        }
+        if std::panic::catch_unwind(|| crate::sleep(pause)).is_err() {
+            set_errno(libc::ECANCELED);
+            return -1;
+        }
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
 }

@@ -234,4 +234,37 @@ mod sockets {
         // Plain threads resolve as before.
         assert!(("localhost", 80).to_socket_addrs().unwrap().count() > 0);
     }
+
+    #[test]
+    fn std_udp_and_connect_timeout_cooperate() {
+        greenlet::monkey::patch_all();
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b_addr = b.local_addr().unwrap();
+        // Many greenlets parked in std's recv_from while one sends: none blocks a worker.
+        let receiver = greenlet::spawn(move || {
+            let mut buf = [0; 16];
+            b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            b.recv_from(&mut buf).map(|(n, _)| buf[..n].to_vec())
+        });
+        let sleepers: Vec<_> = (0..50)
+            .map(|_| greenlet::spawn(|| std::thread::sleep(DELAY)))
+            .collect();
+        greenlet::sleep(Duration::from_millis(20));
+        let t = Instant::now();
+        greenlet::spawn(move || a.send_to(b"dgram", b_addr).unwrap()).join();
+        assert_eq!(receiver.get().unwrap().unwrap(), b"dgram");
+        greenlet::joinall(sleepers);
+        assert!(t.elapsed() < Duration::from_secs(2));
+
+        // connect_timeout waits in poll: it connects, and it still refuses.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let g = greenlet::spawn(move || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                .map(drop)
+                .map_err(|e| e.kind())
+        });
+        assert_eq!(g.get(), Ok(Ok(())));
+    }
 }

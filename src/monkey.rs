@@ -381,18 +381,38 @@ pub unsafe extern "C" fn recv(
         set_errno(libc::ENOSYS);
         return -1;
     };
-    let Some(restore) = cooperative_fd(fd, flags) else {
+    if !cooperative() || flags & libc::MSG_DONTWAIT != 0 {
         // SAFETY: passed through unchanged to the C library's `recv`.
         return unsafe { real(fd, buf, len, flags) };
-    };
-    // SAFETY: as above, with MSG_DONTWAIT added.
+    }
+    // Try without blocking first: the same single call as before for ready and for
+    // non-blocking sockets (may's own reads).
+    // SAFETY: the caller's buffer, with MSG_DONTWAIT added.
     let r = unsafe { real(fd, buf, len, flags | libc::MSG_DONTWAIT) };
-    if r >= 0 || errno() != libc::EAGAIN || flags != 0 || len == 0 {
+    if r >= 0 || errno() != libc::EAGAIN || len == 0 {
         return r;
+    }
+    // Would block: only a socket its owner left blocking waits.
+    let Some(restore) = status_flags(fd).filter(|fl| fl & libc::O_NONBLOCK == 0) else {
+        set_errno(libc::EAGAIN);
+        return -1;
+    };
+    let timeout = socket_timeout(fd, libc::SO_RCVTIMEO);
+    if flags != 0 {
+        // may's wait re-reads with plain `read(2)`, which would drop these flags: poll instead.
+        if let Err(e) = wait_ready(fd, libc::POLLIN, timeout) {
+            set_errno(if e == libc::ETIMEDOUT {
+                libc::EAGAIN
+            } else {
+                e
+            });
+            return -1;
+        }
+        // SAFETY: passed through unchanged.
+        return unsafe { real(fd, buf, len, flags) };
     }
     // SAFETY: the caller guarantees `buf` is valid for `len` bytes for this call.
     let slice = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
-    let timeout = socket_timeout(fd, libc::SO_RCVTIMEO);
     park_on(fd, restore, timeout, false, |io| {
         std::io::Read::read(io, slice)
     })
@@ -414,18 +434,34 @@ pub unsafe extern "C" fn send(
         set_errno(libc::ENOSYS);
         return -1;
     };
-    let Some(restore) = cooperative_fd(fd, flags) else {
+    if !cooperative() || flags & libc::MSG_DONTWAIT != 0 {
         // SAFETY: passed through unchanged to the C library's `send`.
         return unsafe { real(fd, buf, len, flags) };
-    };
-    // SAFETY: as above, with MSG_DONTWAIT added.
+    }
+    // SAFETY: the caller's buffer, with MSG_DONTWAIT added.
     let r = unsafe { real(fd, buf, len, flags | libc::MSG_DONTWAIT) };
-    if r >= 0 || errno() != libc::EAGAIN || flags & !libc::MSG_NOSIGNAL != 0 || len == 0 {
+    if r >= 0 || errno() != libc::EAGAIN || len == 0 {
         return r;
+    }
+    let Some(restore) = status_flags(fd).filter(|fl| fl & libc::O_NONBLOCK == 0) else {
+        set_errno(libc::EAGAIN);
+        return -1;
+    };
+    let timeout = socket_timeout(fd, libc::SO_SNDTIMEO);
+    if flags & !libc::MSG_NOSIGNAL != 0 {
+        if let Err(e) = wait_ready(fd, libc::POLLOUT, timeout) {
+            set_errno(if e == libc::ETIMEDOUT {
+                libc::EAGAIN
+            } else {
+                e
+            });
+            return -1;
+        }
+        // SAFETY: passed through unchanged.
+        return unsafe { real(fd, buf, len, flags) };
     }
     // SAFETY: the caller guarantees `buf` is valid for `len` bytes for this call.
     let slice = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
-    let timeout = socket_timeout(fd, libc::SO_SNDTIMEO);
     park_on(fd, restore, timeout, true, |io| {
         std::io::Write::write(io, slice)
     })
@@ -765,5 +801,172 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout_m
             return -1;
         }
         pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+// ---- read, write, readv, writev, close ----
+
+/// What a descriptor is, cached per fd (cleared by `close`): 0 unknown, 1 not a socket,
+/// 2 a socket.
+const KINDS: usize = 1 << 16;
+static KIND: [std::sync::atomic::AtomicU8; KINDS] =
+    [const { std::sync::atomic::AtomicU8::new(0) }; KINDS];
+const NOT_SOCKET: u8 = 1;
+const SOCKET: u8 = 2;
+
+fn is_socket(fd: c_int) -> bool {
+    let slot = usize::try_from(fd).ok().and_then(|i| KIND.get(i));
+    if let Some(kind) = slot.map(|k| k.load(Ordering::Relaxed)).filter(|k| *k != 0) {
+        return kind == SOCKET;
+    }
+    // SAFETY: `stat` is plain old data; all-zero is a valid value.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable `stat` buffer.
+    let found = unsafe { libc::fstat(fd, &mut st) } == 0;
+    let socket = found && st.st_mode & libc::S_IFMT == libc::S_IFSOCK;
+    if let Some(k) = slot {
+        k.store(if socket { SOCKET } else { NOT_SOCKET }, Ordering::Relaxed);
+    }
+    socket
+}
+
+fn forget_kind(fd: c_int) {
+    if let Some(k) = usize::try_from(fd).ok().and_then(|i| KIND.get(i)) {
+        k.store(0, Ordering::Relaxed);
+    }
+}
+
+type ReadFn = unsafe extern "C" fn(c_int, *mut libc::c_void, usize) -> isize;
+type WriteFn = unsafe extern "C" fn(c_int, *const libc::c_void, usize) -> isize;
+type IovFn = unsafe extern "C" fn(c_int, *const libc::iovec, c_int) -> isize;
+type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
+
+/// Resolves the C library's `name` as a function of type `F` (all our `*Fn` aliases).
+macro_rules! real_fn {
+    ($name:literal, $ty:ty) => {{
+        static REAL: OnceLock<usize> = OnceLock::new();
+        match real($name, &REAL) {
+            0 => None,
+            // SAFETY: the C library's function of this name has this signature.
+            f => Some(unsafe { std::mem::transmute::<usize, $ty>(f) }),
+        }
+    }};
+}
+
+/// `read(2)`: on a blocking socket inside a greenlet after [`patch_all`], as `recv`; on
+/// anything else (files, pipes, terminals), the C library's own.
+///
+/// # Safety
+///
+/// As the C function: `buf` is valid for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn read(fd: c_int, buf: *mut libc::c_void, len: usize) -> isize {
+    let Some(real) = real_fn!(c"read", ReadFn) else {
+        set_errno(libc::ENOSYS);
+        return -1;
+    };
+    if cooperative() && is_socket(fd) {
+        // SAFETY: forwarded with the caller's valid buffer; `recv` with flags 0 is `read`
+        // on a socket.
+        return unsafe { recv(fd, buf, len, 0) };
+    }
+    // SAFETY: passed through unchanged.
+    unsafe { real(fd, buf, len) }
+}
+
+/// `write(2)`: on a blocking socket inside a greenlet after [`patch_all`], as `send`; on
+/// anything else, the C library's own.
+///
+/// # Safety
+///
+/// As the C function: `buf` is valid for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const libc::c_void, len: usize) -> isize {
+    let Some(real) = real_fn!(c"write", WriteFn) else {
+        set_errno(libc::ENOSYS);
+        return -1;
+    };
+    if cooperative() && is_socket(fd) {
+        // SAFETY: forwarded with the caller's valid buffer; `send` with flags 0 is `write`
+        // on a socket (SIGPIPE behaviour included).
+        return unsafe { send(fd, buf, len, 0) };
+    }
+    // SAFETY: passed through unchanged.
+    unsafe { real(fd, buf, len) }
+}
+
+/// Shared by `readv`/`writev`: on a blocking socket in a greenlet, wait until ready first.
+unsafe fn vectored(
+    real: IovFn,
+    fd: c_int,
+    iov: *const libc::iovec,
+    n: c_int,
+    write: bool,
+) -> isize {
+    if cooperative() && is_socket(fd) {
+        let (events, option) = if write {
+            (libc::POLLOUT, libc::SO_SNDTIMEO)
+        } else {
+            (libc::POLLIN, libc::SO_RCVTIMEO)
+        };
+        if let Err(e) = wait_socket(fd, 0, events, option) {
+            set_errno(e);
+            return -1;
+        }
+    }
+    // SAFETY: passed through unchanged (the caller's contract).
+    unsafe { real(fd, iov, n) }
+}
+
+/// `readv(2)`: cooperative on blocking sockets inside greenlets after [`patch_all`].
+///
+/// # Safety
+///
+/// As the C function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn readv(fd: c_int, iov: *const libc::iovec, n: c_int) -> isize {
+    match real_fn!(c"readv", IovFn) {
+        // SAFETY: the caller's contract, passed on.
+        Some(real) => unsafe { vectored(real, fd, iov, n, false) },
+        None => {
+            set_errno(libc::ENOSYS);
+            -1
+        }
+    }
+}
+
+/// `writev(2)` (`std`'s vectored socket writes): cooperative on blocking sockets inside
+/// greenlets after [`patch_all`].
+///
+/// # Safety
+///
+/// As the C function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn writev(fd: c_int, iov: *const libc::iovec, n: c_int) -> isize {
+    match real_fn!(c"writev", IovFn) {
+        // SAFETY: the caller's contract, passed on.
+        Some(real) => unsafe { vectored(real, fd, iov, n, true) },
+        None => {
+            set_errno(libc::ENOSYS);
+            -1
+        }
+    }
+}
+
+/// `close(2)`: forgets what the descriptor was (its number may be reused), then closes it.
+///
+/// # Safety
+///
+/// As the C function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    forget_kind(fd);
+    match real_fn!(c"close", CloseFn) {
+        // SAFETY: passed through unchanged.
+        Some(real) => unsafe { real(fd) },
+        None => {
+            set_errno(libc::ENOSYS);
+            -1
+        }
     }
 }

@@ -267,4 +267,64 @@ mod sockets {
         });
         assert_eq!(g.get(), Ok(Ok(())));
     }
+
+    #[test]
+    fn raw_read_and_write_on_sockets_cooperate_and_files_are_untouched() {
+        use std::os::fd::AsRawFd;
+        greenlet::monkey::patch_all();
+        let server = slow_server();
+        let addr = server.local_addr();
+        let t = Instant::now();
+        let gs: Vec<_> = (0..FETCHES)
+            .map(|_| {
+                greenlet::spawn(move || {
+                    // C-style code: write(2) and read(2) on the descriptor.
+                    let s = std::net::TcpStream::connect(addr).unwrap();
+                    let req = b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+                    // SAFETY: a valid buffer and an open socket.
+                    let sent =
+                        unsafe { libc::write(s.as_raw_fd(), req.as_ptr().cast(), req.len()) };
+                    assert_eq!(sent, req.len() as isize);
+                    let mut out = Vec::new();
+                    let mut buf = [0u8; 256];
+                    loop {
+                        // SAFETY: as above.
+                        let n = unsafe {
+                            libc::read(s.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+                        };
+                        if n <= 0 {
+                            break;
+                        }
+                        out.extend_from_slice(&buf[..n as usize]);
+                    }
+                    String::from_utf8(out).unwrap()
+                })
+            })
+            .collect();
+        for r in greenlet::joinall(gs) {
+            assert!(r.unwrap().ends_with("ok"));
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        server.stop(Duration::from_secs(1));
+
+        // Files and pipes inside greenlets behave as always.
+        let g = greenlet::spawn(|| {
+            let text = std::fs::read_to_string("Cargo.toml").unwrap();
+            let mut child = std::process::Command::new("echo")
+                .arg("piped")
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut out = String::new();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            child.wait().unwrap();
+            (text.contains("[package]"), out)
+        });
+        assert_eq!(g.get().unwrap(), (true, "piped\n".to_owned()));
+    }
 }

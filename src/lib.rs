@@ -79,8 +79,8 @@
 //!
 //! # Features
 //!
-//! - `monkey` (Linux): `monkey::patch_all()` makes `std::thread::sleep` (the C library's
-//!   `clock_nanosleep`/`nanosleep`) cooperative inside greenlets.
+//! - `monkey` (Linux): `monkey::patch_all()` makes unmodified blocking `std` code
+//!   (`std::thread::sleep`, `std::net` sockets, name lookups) cooperative inside greenlets.
 //! - `tls`: `net::tls`, TLS client and server streams (rustls, `ring` provider) over greenlet
 //!   sockets, and `https` for the [`http`] client.
 //!

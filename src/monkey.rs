@@ -7,9 +7,9 @@
 //!
 //! - **inside a greenlet**, it waits cooperatively: only the greenlet parks, and its worker
 //!   thread runs others;
-//! - **anywhere else** (plain threads, may's own workers and event loop), and before
-//!   `patch_all`, it calls the C library's own function (found with `dlsym(RTLD_NEXT, …)`), so
-//!   nothing outside greenlets changes.
+//! - **anywhere else** (plain threads, may's own workers and event loop, the thread pool), and
+//!   before `patch_all`, it calls the C library's own function (found with
+//!   `dlsym(RTLD_NEXT, …)`), so nothing outside greenlets changes.
 //!
 //! # What is patched
 //!
@@ -18,10 +18,12 @@
 //! | `clock_nanosleep`, `nanosleep` | `std::thread::sleep`, C `sleep`/`usleep` | parks the greenlet for the duration ([`crate::sleep`]); never returns early unless the greenlet is killed |
 //! | `recv`, `send` | `std::net::TcpStream`/`UdpSocket` reads and writes | on a socket its owner left blocking: tries without blocking, then parks the greenlet until the socket is ready or its `SO_RCVTIMEO`/`SO_SNDTIMEO` passes (then `EAGAIN`, as the kernel) |
 //! | `connect` | `std::net::TcpStream::connect` | on a blocking socket: connects without blocking and parks the greenlet until done (`SO_SNDTIMEO` bounds it, then `ETIMEDOUT`) |
-//! | `accept4` | `std::net::TcpListener::accept` | on a blocking listener: parks the greenlet until a connection waits (`SO_RCVTIMEO` bounds it, then `EAGAIN`) |
+//! | `accept4`, `accept` | `std::net::TcpListener::accept`, C code | on a blocking listener: parks the greenlet until a connection waits (`SO_RCVTIMEO` bounds it, then `EAGAIN`) |
 //! | `getaddrinfo` | `std::net::ToSocketAddrs` for host names | runs the lookup on the blocking [thread pool](crate::threadpool); only the greenlet waits |
-//! | `recvfrom`, `sendto` | `std::net::UdpSocket` | as `recv`/`send` |
+//! | `recvfrom`, `sendto`, `recvmsg`, `sendmsg` | `std::net::UdpSocket`, C code | as `recv`/`send` |
 //! | `poll` | `std::net::TcpStream::connect_timeout`, C code | with a time-out: checks without blocking and parks the greenlet between checks (1 to 10 ms apart) |
+//! | `read`, `write`, `readv`, `writev` | C-style socket code | on sockets, as `recv`/`send`; on files, pipes and terminals, the C library's own |
+//! | `close` | everything | forgets the cached kind of the descriptor, then closes it |
 //!
 //! # Kill safety
 //!
@@ -32,19 +34,27 @@
 //!
 //! # What is not patched
 //!
-//! `accept`, `read`/`write`/`readv`/`writev` (files, pipes, and sockets read that way),
-//! `recvmsg`/`sendmsg`, `select`/`epoll_wait`, `fcntl`/`ioctl`, `close` and the older resolver calls (`gethostbyname`) are not
-//! interposed yet: those calls inside a greenlet still block its worker. Use [`crate::net`]
-//! there. Sockets the owner made non-blocking, and calls with `MSG_DONTWAIT`,
-//! are passed through unchanged. While one greenlet waits on a socket, its descriptor is
-//! non-blocking underneath; a plain thread using the same socket at that moment could see
-//! `EAGAIN`. Interposition also cannot reach static binaries (musl), code that makes the system
-//! call itself (`syscall(2)`, inline assembly), or calls made inside the C library itself.
+//! `select`, `epoll_wait` and the older resolver calls (`gethostbyname`) are not interposed: those calls inside a greenlet still
+//! block its worker; use [`crate::net`] there. Regular files are never made cooperative (as
+//! in gevent): read big files with [`crate::threadpool::spawn_blocking`]. Interposition cannot
+//! reach static binaries (musl), code that makes the system call itself (`syscall(2)`, inline
+//! assembly) or calls made inside the C library itself.
+//!
+//! `fcntl` and `ioctl` are not interposed (stable Rust cannot define variadic C functions).
+//! The patched calls do not need them: they read the owner's `O_NONBLOCK` when they are about
+//! to wait, and a socket left non-blocking by its owner, or a call with `MSG_DONTWAIT`, is
+//! never made to wait. While one greenlet waits on a socket, the descriptor is non-blocking
+//! underneath and its flags are restored afterwards; a plain thread using the same socket at
+//! that moment could see `EAGAIN` or read `O_NONBLOCK`. Socket time-outs are read from the
+//! kernel (`SO_RCVTIMEO`/`SO_SNDTIMEO` as set with `setsockopt`), so they keep working.
 //!
 //! # Cost
 //!
 //! Without the feature: none, nothing is compiled. With it, before `patch_all`: one atomic
-//! load per call. After: one atomic load and a coroutine check per call outside greenlets.
+//! load per call (and a function pointer call). After: outside greenlets, one atomic load and
+//! a coroutine check per call; inside, a ready or non-blocking socket still costs the single
+//! system call it did (with `MSG_DONTWAIT`), and a call that has to wait adds a few (flags,
+//! time-out, registration).
 //!
 //! # Examples
 //!
@@ -74,8 +84,9 @@ pub fn patch_all() {
     crate::config::ensure_started();
     if !PATCHED.swap(true, Ordering::SeqCst) {
         log::debug!(
-            "monkey: patched clock_nanosleep, nanosleep, recv, send, recvfrom, sendto, connect, \
-             accept4, poll, getaddrinfo"
+            "monkey: patched clock_nanosleep, nanosleep, recv, send, recvfrom, sendto, read, \
+             write, readv, writev, recvmsg, sendmsg, connect, accept, accept4, poll, getaddrinfo, \
+             close"
         );
     }
 }
@@ -969,4 +980,71 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
             -1
         }
     }
+}
+
+// ---- accept, recvmsg, sendmsg ----
+
+type AcceptFn = unsafe extern "C" fn(c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> c_int;
+type MsgFn = unsafe extern "C" fn(c_int, *const libc::msghdr, c_int) -> isize;
+type MsgMutFn = unsafe extern "C" fn(c_int, *mut libc::msghdr, c_int) -> isize;
+
+/// `accept(2)`: cooperative on blocking listeners inside greenlets after [`patch_all`].
+///
+/// # Safety
+///
+/// As the C function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept(
+    fd: c_int,
+    addr: *mut libc::sockaddr,
+    len: *mut libc::socklen_t,
+) -> c_int {
+    let Some(real) = real_fn!(c"accept", AcceptFn) else {
+        set_errno(libc::ENOSYS);
+        return -1;
+    };
+    if let Err(e) = wait_socket(fd, 0, libc::POLLIN, libc::SO_RCVTIMEO) {
+        set_errno(e);
+        return -1;
+    }
+    // SAFETY: passed through unchanged.
+    unsafe { real(fd, addr, len) }
+}
+
+/// `recvmsg(2)`: cooperative on blocking sockets inside greenlets after [`patch_all`].
+///
+/// # Safety
+///
+/// As the C function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> isize {
+    let Some(real) = real_fn!(c"recvmsg", MsgMutFn) else {
+        set_errno(libc::ENOSYS);
+        return -1;
+    };
+    if let Err(e) = wait_socket(fd, flags, libc::POLLIN, libc::SO_RCVTIMEO) {
+        set_errno(e);
+        return -1;
+    }
+    // SAFETY: passed through unchanged.
+    unsafe { real(fd, msg, flags) }
+}
+
+/// `sendmsg(2)`: cooperative on blocking sockets inside greenlets after [`patch_all`].
+///
+/// # Safety
+///
+/// As the C function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize {
+    let Some(real) = real_fn!(c"sendmsg", MsgFn) else {
+        set_errno(libc::ENOSYS);
+        return -1;
+    };
+    if let Err(e) = wait_socket(fd, flags, libc::POLLOUT, libc::SO_SNDTIMEO) {
+        set_errno(e);
+        return -1;
+    }
+    // SAFETY: passed through unchanged.
+    unsafe { real(fd, msg, flags) }
 }

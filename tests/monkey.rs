@@ -327,4 +327,77 @@ mod sockets {
         });
         assert_eq!(g.get().unwrap(), (true, "piped\n".to_owned()));
     }
+
+    #[test]
+    fn c_style_accept_and_recvmsg_leave_the_workers_free() {
+        use std::os::fd::AsRawFd;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        const PARKED: usize = 4; // more than the workers
+        greenlet::monkey::patch_all();
+        let listeners: Vec<_> = (0..PARKED)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let acceptors: Vec<_> = listeners
+            .into_iter()
+            .map(|l| {
+                greenlet::spawn(move || {
+                    // SAFETY: an open listener; null address arguments are allowed.
+                    let fd = unsafe {
+                        libc::accept(l.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut())
+                    };
+                    // SAFETY: `fd` is ours to close.
+                    (fd >= 0).then(|| unsafe { libc::close(fd) })
+                })
+            })
+            .collect();
+        let udp: Vec<_> = (0..PARKED)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let udp_addrs: Vec<_> = udp.iter().map(|u| u.local_addr().unwrap()).collect();
+        let receivers: Vec<_> = udp
+            .into_iter()
+            .map(|u| {
+                greenlet::spawn(move || {
+                    let mut buf = [0u8; 16];
+                    let mut iov = libc::iovec {
+                        iov_base: buf.as_mut_ptr().cast(),
+                        iov_len: buf.len(),
+                    };
+                    // SAFETY: all-zero is a valid empty `msghdr`.
+                    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+                    msg.msg_iov = &mut iov;
+                    msg.msg_iovlen = 1;
+                    // SAFETY: `msg` describes the valid buffer above.
+                    unsafe { libc::recvmsg(u.as_raw_fd(), &mut msg, 0) }
+                })
+            })
+            .collect();
+        // Runs only if the parked greenlets left a worker free.
+        let ran = Arc::new(AtomicBool::new(false));
+        let r2 = ran.clone();
+        drop(greenlet::spawn(move || {
+            greenlet::sleep(Duration::from_millis(20));
+            r2.store(true, Ordering::SeqCst);
+        }));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ran.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the workers were blocked");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for a in &addrs {
+            drop(std::net::TcpStream::connect(a).unwrap());
+        }
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for a in &udp_addrs {
+            sender.send_to(b"hi", a).unwrap();
+        }
+        assert!(
+            greenlet::joinall(acceptors)
+                .into_iter()
+                .all(|r| r == Ok(Some(0)))
+        );
+        assert!(greenlet::joinall(receivers).into_iter().all(|r| r == Ok(2)));
+    }
 }

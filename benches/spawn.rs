@@ -1,7 +1,8 @@
 //! Core runtime costs, greenlet beside tokio (multi-thread) and `std::thread`.
 //!
 //! Run with: `cargo bench --bench spawn`. Groups: `spawn_join/N` (spawn N no-op tasks from
-//! `main`, then join them all), `spawn_join_inside/N` (the same from inside a task),
+//! `main`, then join them all; `may_raw` is may's own unsafe spawn, to show what the wrapper
+//! adds), `spawn_join_inside/N` (the same from inside a task),
 //! `ping_pong` (one round trip between two tasks over channels) and `yield` (one yield).
 
 use std::hint::black_box;
@@ -25,6 +26,18 @@ fn spawn_join(c: &mut Criterion) {
                     .map(|i| greenlet::spawn(move || black_box(i)))
                     .collect();
                 greenlet::joinall(gs)
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("may_raw", n), &n, |b, &n| {
+            b.iter(|| {
+                let hs: Vec<_> = (0..n)
+                    .map(|i| {
+                        // SAFETY: the closure touches no thread-local storage, and its tiny
+                        // frame cannot overflow may's stack: may's two conditions for spawn.
+                        unsafe { may::coroutine::spawn(move || black_box(i)) }
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).sum::<usize>()
             })
         });
         group.bench_with_input(BenchmarkId::new("tokio", n), &n, |b, &n| {

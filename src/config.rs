@@ -25,6 +25,7 @@ static STACK_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_STACK_BYTES);
 static POOL_CAPACITY: AtomicUsize = AtomicUsize::new(DEFAULT_POOL_CAPACITY);
 static PIN_WORKERS: AtomicBool = AtomicBool::new(false);
 static THREADPOOL_SIZE: AtomicUsize = AtomicUsize::new(DEFAULT_THREADPOOL_SIZE);
+static MAX_GREENLETS: AtomicUsize = AtomicUsize::new(0); // 0 = no expectation stated
 
 static STARTED: AtomicBool = AtomicBool::new(false);
 static START: Once = Once::new();
@@ -62,6 +63,7 @@ pub struct Config {
     pool_capacity: Option<usize>,
     pin_workers: Option<bool>,
     threadpool_size: Option<usize>,
+    max_greenlets: Option<usize>,
 }
 
 impl Config {
@@ -108,6 +110,18 @@ impl Config {
         self
     }
 
+    /// How many greenlets the program expects to have alive at once (default: not stated).
+    ///
+    /// Each live greenlet takes two memory mappings (its stack and a guard page), and Linux
+    /// limits a process to `vm.max_map_count` mappings (65,530 by default: about 32,000
+    /// greenlets). When the runtime starts and the limit allows fewer than `n`, a warning is
+    /// logged once with the `sysctl` command that raises it. Past the limit,
+    /// [`Builder::spawn`](crate::Builder::spawn) returns an error (it never hangs).
+    pub fn max_greenlets(mut self, n: usize) -> Self {
+        self.max_greenlets = Some(n);
+        self
+    }
+
     /// Applies the settings.
     ///
     /// # Errors
@@ -146,6 +160,9 @@ impl Config {
         if let Some(n) = self.threadpool_size {
             THREADPOOL_SIZE.store(n.max(1), Ordering::Relaxed);
         }
+        if let Some(n) = self.max_greenlets {
+            MAX_GREENLETS.store(n, Ordering::Relaxed);
+        }
         Ok(())
     }
 }
@@ -172,6 +189,8 @@ pub struct Settings {
     pub pin_workers: bool,
     /// Most threads of the blocking thread pool.
     pub threadpool_size: usize,
+    /// Greenlets expected alive at once ([`Config::max_greenlets`]; 0: not stated).
+    pub max_greenlets: usize,
     /// Whether the runtime has started (settings can no longer change).
     pub started: bool,
 }
@@ -188,6 +207,7 @@ pub fn settings() -> Settings {
         pool_capacity: POOL_CAPACITY.load(Ordering::Relaxed),
         pin_workers: PIN_WORKERS.load(Ordering::Relaxed),
         threadpool_size: THREADPOOL_SIZE.load(Ordering::Relaxed),
+        max_greenlets: MAX_GREENLETS.load(Ordering::Relaxed),
         started: STARTED.load(Ordering::Acquire),
     }
 }
@@ -215,6 +235,28 @@ fn check_pool(requested: usize) -> Result<(), ConfigError> {
         return Err(ConfigError::PoolCapacity { requested, max });
     }
     Ok(())
+}
+
+/// Mappings a process typically uses besides greenlet stacks (libraries, heap, threads).
+const OTHER_MAPPINGS: usize = 1_000;
+
+/// How many live greenlets a `vm.max_map_count` of `max_maps` allows (two mappings each).
+pub(crate) fn greenlets_allowed(max_maps: usize) -> usize {
+    max_maps.saturating_sub(OTHER_MAPPINGS) / 2
+}
+
+/// Logs once, at start, when the mapping limit allows fewer greenlets than expected.
+fn warn_if_map_count_is_low(expected: usize, max_maps: Option<usize>) {
+    let Some(max_maps) = max_maps else { return };
+    let allowed = greenlets_allowed(max_maps);
+    if expected > allowed {
+        let needed = expected * 2 + OTHER_MAPPINGS;
+        log::warn!(
+            "vm.max_map_count is {max_maps}: about {allowed} greenlets can be alive at once, \
+             fewer than the {expected} expected (config().max_greenlets); each greenlet takes \
+             two memory mappings. Raise it with `sysctl -w vm.max_map_count={needed}`"
+        );
+    }
 }
 
 /// The kernel's limit on memory mappings per process, where it can be read.
@@ -257,6 +299,7 @@ fn start() {
     crate::panic::install_hook();
     STARTED.store(true, Ordering::Release);
     log::debug!("greenlet runtime started: {s:?}");
+    warn_if_map_count_is_low(MAX_GREENLETS.load(Ordering::Relaxed), max_map_count());
 }
 
 #[cfg(test)]
@@ -272,5 +315,11 @@ mod tests {
         // may treats an odd word count as "trace stack usage and print": never hand it one.
         assert_eq!(stack_words(12_345) % 2, 0);
         assert_eq!(round_stack(usize::MAX), usize::MAX & !(PAGE - 1));
+    }
+
+    #[test]
+    fn map_count_arithmetic() {
+        assert_eq!(greenlets_allowed(65_530), 32_265);
+        assert_eq!(greenlets_allowed(10), 0);
     }
 }

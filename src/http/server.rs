@@ -290,6 +290,11 @@ impl Server {
         self.stream.local_addr()
     }
 
+    /// Open connections (each served by its own greenlet).
+    pub fn connections(&self) -> usize {
+        self.stream.connections()
+    }
+
     /// Starts serving in the background.
     ///
     /// # Errors

@@ -154,3 +154,81 @@ fn garbage_half_closes_and_resets_leave_the_server_serving() {
     well_formed(&server);
     server.stop(Duration::from_secs(1));
 }
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Random input for the request path: pure noise, or a valid request with bytes flipped,
+/// cut short or repeated.
+fn fuzz_input(rng: &mut Rng) -> Vec<u8> {
+    const VALID: &[u8] =
+        b"POST /path?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nX-A: b\r\n\r\nbody";
+    match rng.below(4) {
+        0 => (0..rng.below(2048)).map(|_| rng.next() as u8).collect(),
+        1 => {
+            let mut v = VALID.to_vec();
+            for _ in 0..1 + rng.below(8) {
+                let i = rng.below(v.len());
+                v[i] = rng.next() as u8;
+            }
+            v
+        }
+        2 => VALID[..rng.below(VALID.len())].to_vec(),
+        _ => VALID.repeat(1 + rng.below(5)),
+    }
+}
+
+#[test]
+fn randomized_request_bytes_never_break_the_server() {
+    const CASES: usize = 300;
+    let server = hello_server();
+    let addr = server.local_addr();
+    well_formed(&server);
+    let fds0 = open_fds();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let inputs: Vec<Vec<u8>> = (0..CASES).map(|_| fuzz_input(&mut rng)).collect();
+    let gs: Vec<_> = inputs
+        .into_iter()
+        .enumerate()
+        .map(|(case, input)| {
+            greenlet::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let _ = s.write_all(&input);
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                let mut out = Vec::new();
+                let _ = s.read_to_end(&mut out);
+                // Whatever came back is a sequence of whole HTTP/1.1 responses.
+                let text = String::from_utf8_lossy(&out);
+                assert!(
+                    out.is_empty() || text.starts_with("HTTP/1.1 "),
+                    "case {case}: {text:?}"
+                );
+            })
+        })
+        .collect();
+    for (case, r) in greenlet::joinall(gs).into_iter().enumerate() {
+        assert!(r.is_ok(), "case {case}: {r:?}");
+    }
+    well_formed(&server);
+    wait_for("connections to close", Duration::from_secs(10), || {
+        server.connections() == 0
+    });
+    wait_for("descriptors to return", Duration::from_secs(10), || {
+        open_fds() <= fds0 + 2
+    });
+    server.stop(Duration::from_secs(1));
+}

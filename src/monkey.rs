@@ -392,41 +392,18 @@ pub unsafe extern "C" fn recv(
         set_errno(libc::ENOSYS);
         return -1;
     };
-    if !cooperative() || flags & libc::MSG_DONTWAIT != 0 {
-        // SAFETY: passed through unchanged to the C library's `recv`.
-        return unsafe { real(fd, buf, len, flags) };
-    }
-    // Try without blocking first: the same single call as before for ready and for
-    // non-blocking sockets (may's own reads).
-    // SAFETY: the caller's buffer, with MSG_DONTWAIT added.
-    let r = unsafe { real(fd, buf, len, flags | libc::MSG_DONTWAIT) };
-    if r >= 0 || errno() != libc::EAGAIN || len == 0 {
-        return r;
-    }
-    // Would block: only a socket its owner left blocking waits.
-    let Some(restore) = status_flags(fd).filter(|fl| fl & libc::O_NONBLOCK == 0) else {
-        set_errno(libc::EAGAIN);
-        return -1;
+    let call = |flags| {
+        // SAFETY: the caller's buffer, valid for `len` bytes during this call.
+        unsafe { real(fd, buf, len, flags) }
     };
-    let timeout = socket_timeout(fd, libc::SO_RCVTIMEO);
-    if flags != 0 {
-        // may's wait re-reads with plain `read(2)`, which would drop these flags: poll instead.
-        if let Err(e) = wait_ready(fd, libc::POLLIN, timeout) {
-            set_errno(if e == libc::ETIMEDOUT {
-                libc::EAGAIN
-            } else {
-                e
-            });
-            return -1;
-        }
-        // SAFETY: passed through unchanged.
-        return unsafe { real(fd, buf, len, flags) };
-    }
-    // SAFETY: the caller guarantees `buf` is valid for `len` bytes for this call.
-    let slice = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
-    park_on(fd, restore, timeout, false, |io| {
-        std::io::Read::read(io, slice)
-    })
+    let park = |restore, timeout| {
+        // SAFETY: the caller's buffer, valid for `len` bytes during this call.
+        let slice = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
+        park_on(fd, restore, timeout, false, |io| {
+            std::io::Read::read(io, slice)
+        })
+    };
+    socket_call(fd, flags, len, Direction::Read, call, park)
 }
 
 /// `send(2)`: cooperative on blocking sockets inside greenlets after [`patch_all`].
@@ -445,37 +422,93 @@ pub unsafe extern "C" fn send(
         set_errno(libc::ENOSYS);
         return -1;
     };
-    if !cooperative() || flags & libc::MSG_DONTWAIT != 0 {
-        // SAFETY: passed through unchanged to the C library's `send`.
-        return unsafe { real(fd, buf, len, flags) };
+    let call = |flags| {
+        // SAFETY: the caller's buffer, valid for `len` bytes during this call.
+        unsafe { real(fd, buf, len, flags) }
+    };
+    let park = |restore, timeout| {
+        // SAFETY: the caller's buffer, valid for `len` bytes during this call.
+        let slice = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
+        park_on(fd, restore, timeout, true, |io| {
+            std::io::Write::write(io, slice)
+        })
+    };
+    socket_call(fd, flags, len, Direction::Write, call, park)
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Read,
+    Write,
+}
+
+impl Direction {
+    fn events(self) -> libc::c_short {
+        match self {
+            Direction::Read => libc::POLLIN,
+            Direction::Write => libc::POLLOUT,
+        }
     }
-    // SAFETY: the caller's buffer, with MSG_DONTWAIT added.
-    let r = unsafe { real(fd, buf, len, flags | libc::MSG_DONTWAIT) };
+
+    fn timeout_option(self) -> c_int {
+        match self {
+            Direction::Read => libc::SO_RCVTIMEO,
+            Direction::Write => libc::SO_SNDTIMEO,
+        }
+    }
+
+    /// Flags our `park_on` path reproduces; others make us poll and call the C library again.
+    fn plain(self, flags: c_int) -> bool {
+        match self {
+            Direction::Read => flags == 0,
+            Direction::Write => flags & !libc::MSG_NOSIGNAL == 0,
+        }
+    }
+}
+
+/// The shared algorithm of `recv` and `send`. `call(flags)` is the C library's call; `park`
+/// waits through may and performs the I/O.
+fn socket_call(
+    fd: c_int,
+    flags: c_int,
+    len: usize,
+    dir: Direction,
+    call: impl Fn(c_int) -> isize,
+    park: impl FnOnce(c_int, Option<Duration>) -> isize,
+) -> isize {
+    if !cooperative() || flags & libc::MSG_DONTWAIT != 0 {
+        return call(flags);
+    }
+    // Try without blocking first: the same single call as before for ready and for
+    // non-blocking sockets (may's own I/O).
+    let r = call(flags | libc::MSG_DONTWAIT);
     if r >= 0 || errno() != libc::EAGAIN || len == 0 {
         return r;
     }
+    // Would block: only a socket its owner left blocking waits.
     let Some(restore) = status_flags(fd).filter(|fl| fl & libc::O_NONBLOCK == 0) else {
         set_errno(libc::EAGAIN);
         return -1;
     };
-    let timeout = socket_timeout(fd, libc::SO_SNDTIMEO);
-    if flags & !libc::MSG_NOSIGNAL != 0 {
-        if let Err(e) = wait_ready(fd, libc::POLLOUT, timeout) {
-            set_errno(if e == libc::ETIMEDOUT {
-                libc::EAGAIN
-            } else {
-                e
-            });
-            return -1;
-        }
-        // SAFETY: passed through unchanged.
-        return unsafe { real(fd, buf, len, flags) };
+    let timeout = socket_timeout(fd, dir.timeout_option());
+    if dir.plain(flags) {
+        return park(restore, timeout);
     }
-    // SAFETY: the caller guarantees `buf` is valid for `len` bytes for this call.
-    let slice = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
-    park_on(fd, restore, timeout, true, |io| {
-        std::io::Write::write(io, slice)
-    })
+    // may's wait re-reads with plain read(2)/write(2), which would drop these flags: poll.
+    if let Err(e) = wait_ready(fd, dir.events(), timeout) {
+        set_errno(timeout_errno(e));
+        return -1;
+    }
+    call(flags)
+}
+
+/// A socket whose time-out passed reports `EAGAIN`, as the kernel does for `SO_RCVTIMEO`.
+fn timeout_errno(e: c_int) -> c_int {
+    if e == libc::ETIMEDOUT {
+        libc::EAGAIN
+    } else {
+        e
+    }
 }
 
 /// `connect(2)`: cooperative on blocking sockets inside greenlets after [`patch_all`].
@@ -584,16 +617,9 @@ pub unsafe extern "C" fn accept4(
         // SAFETY: the C library's `accept4` has this signature.
         f => unsafe { std::mem::transmute::<usize, Accept4Fn>(f) },
     };
-    if cooperative_fd(fd, 0).is_some() {
-        let timeout = socket_timeout(fd, libc::SO_RCVTIMEO);
-        if let Err(e) = wait_ready(fd, libc::POLLIN, timeout) {
-            set_errno(if e == libc::ETIMEDOUT {
-                libc::EAGAIN
-            } else {
-                e
-            });
-            return -1;
-        }
+    if let Err(e) = wait_socket(fd, 0, libc::POLLIN, libc::SO_RCVTIMEO) {
+        set_errno(e);
+        return -1;
     }
     // SAFETY: passed through to the C library's `accept4`; after the wait it does not block
     // unless another thread took the connection first.
@@ -699,13 +725,7 @@ fn wait_socket(fd: c_int, flags: c_int, events: libc::c_short, option: c_int) ->
     if unsafe { libc::poll(&mut pfd, 1, 0) } > 0 {
         return Ok(());
     }
-    wait_ready(fd, events, socket_timeout(fd, option)).map_err(|e| {
-        if e == libc::ETIMEDOUT {
-            libc::EAGAIN
-        } else {
-            e
-        }
-    })
+    wait_ready(fd, events, socket_timeout(fd, option)).map_err(timeout_errno)
 }
 
 /// `recvfrom(2)` (`std::net::UdpSocket::recv_from`): cooperative on blocking sockets inside

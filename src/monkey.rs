@@ -110,6 +110,24 @@ fn real(name: &CStr, slot: &OnceLock<usize>) -> usize {
     })
 }
 
+/// Resolves the C library's `name` as a function of type `F` (all our `*Fn` aliases).
+macro_rules! real_fn {
+    ($name:literal, $ty:ty) => {{
+        static REAL: OnceLock<usize> = OnceLock::new();
+        match real($name, &REAL) {
+            0 => None,
+            // SAFETY: the C library's function of this name has this signature.
+            f => Some(unsafe { std::mem::transmute::<usize, $ty>(f) }),
+        }
+    }};
+}
+
+/// Sets errno and returns the C failure value `-1`.
+fn fail<T: From<i8>>(errno: c_int) -> T {
+    set_errno(errno);
+    T::from(-1)
+}
+
 fn duration(ts: &libc::timespec) -> Option<Duration> {
     let nanos = u32::try_from(ts.tv_nsec)
         .ok()
@@ -222,30 +240,15 @@ type SendFn = unsafe extern "C" fn(c_int, *const libc::c_void, usize, c_int) -> 
 type ConnectFn = unsafe extern "C" fn(c_int, *const libc::sockaddr, libc::socklen_t) -> c_int;
 
 fn real_recv() -> Option<RecvFn> {
-    static REAL: OnceLock<usize> = OnceLock::new();
-    match real(c"recv", &REAL) {
-        0 => None,
-        // SAFETY: the C library's `recv` has this signature.
-        f => Some(unsafe { std::mem::transmute::<usize, RecvFn>(f) }),
-    }
+    real_fn!(c"recv", RecvFn)
 }
 
 fn real_send() -> Option<SendFn> {
-    static REAL: OnceLock<usize> = OnceLock::new();
-    match real(c"send", &REAL) {
-        0 => None,
-        // SAFETY: the C library's `send` has this signature.
-        f => Some(unsafe { std::mem::transmute::<usize, SendFn>(f) }),
-    }
+    real_fn!(c"send", SendFn)
 }
 
 fn real_connect() -> Option<ConnectFn> {
-    static REAL: OnceLock<usize> = OnceLock::new();
-    match real(c"connect", &REAL) {
-        0 => None,
-        // SAFETY: the C library's `connect` has this signature.
-        f => Some(unsafe { std::mem::transmute::<usize, ConnectFn>(f) }),
-    }
+    real_fn!(c"connect", ConnectFn)
 }
 
 fn set_errno(e: c_int) {
@@ -389,8 +392,7 @@ pub unsafe extern "C" fn recv(
     flags: c_int,
 ) -> isize {
     let Some(real) = real_recv() else {
-        set_errno(libc::ENOSYS);
-        return -1;
+        return fail(libc::ENOSYS);
     };
     let call = |flags| {
         // SAFETY: the caller's buffer, valid for `len` bytes during this call.
@@ -419,8 +421,7 @@ pub unsafe extern "C" fn send(
     flags: c_int,
 ) -> isize {
     let Some(real) = real_send() else {
-        set_errno(libc::ENOSYS);
-        return -1;
+        return fail(libc::ENOSYS);
     };
     let call = |flags| {
         // SAFETY: the caller's buffer, valid for `len` bytes during this call.
@@ -523,8 +524,7 @@ pub unsafe extern "C" fn connect(
     len: libc::socklen_t,
 ) -> c_int {
     let Some(real) = real_connect() else {
-        set_errno(libc::ENOSYS);
-        return -1;
+        return fail(libc::ENOSYS);
     };
     let Some(restore) = cooperative_fd(fd, 0) else {
         // SAFETY: passed through unchanged to the C library's `connect`.
@@ -608,14 +608,8 @@ pub unsafe extern "C" fn accept4(
     len: *mut libc::socklen_t,
     flags: c_int,
 ) -> c_int {
-    static REAL: OnceLock<usize> = OnceLock::new();
-    let real = match real(c"accept4", &REAL) {
-        0 => {
-            set_errno(libc::ENOSYS);
-            return -1;
-        }
-        // SAFETY: the C library's `accept4` has this signature.
-        f => unsafe { std::mem::transmute::<usize, Accept4Fn>(f) },
+    let Some(real) = real_fn!(c"accept4", Accept4Fn) else {
+        return fail(libc::ENOSYS);
     };
     if let Err(e) = wait_socket(fd, 0, libc::POLLIN, libc::SO_RCVTIMEO) {
         set_errno(e);
@@ -743,14 +737,8 @@ pub unsafe extern "C" fn recvfrom(
     addr: *mut libc::sockaddr,
     addrlen: *mut libc::socklen_t,
 ) -> isize {
-    static REAL: OnceLock<usize> = OnceLock::new();
-    let real = match real(c"recvfrom", &REAL) {
-        0 => {
-            set_errno(libc::ENOSYS);
-            return -1;
-        }
-        // SAFETY: the C library's `recvfrom` has this signature.
-        f => unsafe { std::mem::transmute::<usize, RecvfromFn>(f) },
+    let Some(real) = real_fn!(c"recvfrom", RecvfromFn) else {
+        return fail(libc::ENOSYS);
     };
     if let Err(e) = wait_socket(fd, flags, libc::POLLIN, libc::SO_RCVTIMEO) {
         set_errno(e);
@@ -776,14 +764,8 @@ pub unsafe extern "C" fn sendto(
     addr: *const libc::sockaddr,
     addrlen: libc::socklen_t,
 ) -> isize {
-    static REAL: OnceLock<usize> = OnceLock::new();
-    let real = match real(c"sendto", &REAL) {
-        0 => {
-            set_errno(libc::ENOSYS);
-            return -1;
-        }
-        // SAFETY: the C library's `sendto` has this signature.
-        f => unsafe { std::mem::transmute::<usize, SendtoFn>(f) },
+    let Some(real) = real_fn!(c"sendto", SendtoFn) else {
+        return fail(libc::ENOSYS);
     };
     if let Err(e) = wait_socket(fd, flags, libc::POLLOUT, libc::SO_SNDTIMEO) {
         set_errno(e);
@@ -801,14 +783,8 @@ pub unsafe extern "C" fn sendto(
 /// As the C function: `fds` is valid for `n` entries.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout_ms: c_int) -> c_int {
-    static REAL: OnceLock<usize> = OnceLock::new();
-    let real = match real(c"poll", &REAL) {
-        0 => {
-            set_errno(libc::ENOSYS);
-            return -1;
-        }
-        // SAFETY: the C library's `poll` has this signature.
-        f => unsafe { std::mem::transmute::<usize, PollFn>(f) },
+    let Some(real) = real_fn!(c"poll", PollFn) else {
+        return fail(libc::ENOSYS);
     };
     if !cooperative() || timeout_ms == 0 {
         // SAFETY: passed through unchanged.
@@ -872,18 +848,6 @@ type WriteFn = unsafe extern "C" fn(c_int, *const libc::c_void, usize) -> isize;
 type IovFn = unsafe extern "C" fn(c_int, *const libc::iovec, c_int) -> isize;
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
 
-/// Resolves the C library's `name` as a function of type `F` (all our `*Fn` aliases).
-macro_rules! real_fn {
-    ($name:literal, $ty:ty) => {{
-        static REAL: OnceLock<usize> = OnceLock::new();
-        match real($name, &REAL) {
-            0 => None,
-            // SAFETY: the C library's function of this name has this signature.
-            f => Some(unsafe { std::mem::transmute::<usize, $ty>(f) }),
-        }
-    }};
-}
-
 /// `read(2)`: on a blocking socket inside a greenlet after [`patch_all`], as `recv`; on
 /// anything else (files, pipes, terminals), the C library's own.
 ///
@@ -893,8 +857,7 @@ macro_rules! real_fn {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut libc::c_void, len: usize) -> isize {
     let Some(real) = real_fn!(c"read", ReadFn) else {
-        set_errno(libc::ENOSYS);
-        return -1;
+        return fail(libc::ENOSYS);
     };
     if cooperative() && is_socket(fd) {
         // SAFETY: forwarded with the caller's valid buffer; `recv` with flags 0 is `read`
@@ -914,8 +877,7 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut libc::c_void, len: usize) -> 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const libc::c_void, len: usize) -> isize {
     let Some(real) = real_fn!(c"write", WriteFn) else {
-        set_errno(libc::ENOSYS);
-        return -1;
+        return fail(libc::ENOSYS);
     };
     if cooperative() && is_socket(fd) {
         // SAFETY: forwarded with the caller's valid buffer; `send` with flags 0 is `write`
@@ -959,10 +921,7 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const libc::iovec, n: c_int) -> 
     match real_fn!(c"readv", IovFn) {
         // SAFETY: the caller's contract, passed on.
         Some(real) => unsafe { vectored(real, fd, iov, n, false) },
-        None => {
-            set_errno(libc::ENOSYS);
-            -1
-        }
+        None => fail(libc::ENOSYS),
     }
 }
 
@@ -977,10 +936,7 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const libc::iovec, n: c_int) ->
     match real_fn!(c"writev", IovFn) {
         // SAFETY: the caller's contract, passed on.
         Some(real) => unsafe { vectored(real, fd, iov, n, true) },
-        None => {
-            set_errno(libc::ENOSYS);
-            -1
-        }
+        None => fail(libc::ENOSYS),
     }
 }
 
@@ -995,10 +951,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     match real_fn!(c"close", CloseFn) {
         // SAFETY: passed through unchanged.
         Some(real) => unsafe { real(fd) },
-        None => {
-            set_errno(libc::ENOSYS);
-            -1
-        }
+        None => fail(libc::ENOSYS),
     }
 }
 
@@ -1020,8 +973,7 @@ pub unsafe extern "C" fn accept(
     len: *mut libc::socklen_t,
 ) -> c_int {
     let Some(real) = real_fn!(c"accept", AcceptFn) else {
-        set_errno(libc::ENOSYS);
-        return -1;
+        return fail(libc::ENOSYS);
     };
     if let Err(e) = wait_socket(fd, 0, libc::POLLIN, libc::SO_RCVTIMEO) {
         set_errno(e);
@@ -1039,8 +991,7 @@ pub unsafe extern "C" fn accept(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> isize {
     let Some(real) = real_fn!(c"recvmsg", MsgMutFn) else {
-        set_errno(libc::ENOSYS);
-        return -1;
+        return fail(libc::ENOSYS);
     };
     if let Err(e) = wait_socket(fd, flags, libc::POLLIN, libc::SO_RCVTIMEO) {
         set_errno(e);
@@ -1058,8 +1009,7 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize {
     let Some(real) = real_fn!(c"sendmsg", MsgFn) else {
-        set_errno(libc::ENOSYS);
-        return -1;
+        return fail(libc::ENOSYS);
     };
     if let Err(e) = wait_socket(fd, flags, libc::POLLOUT, libc::SO_SNDTIMEO) {
         set_errno(e);

@@ -191,15 +191,11 @@ pub unsafe extern "C" fn clock_nanosleep(
         }
         return if slept.is_ok() { 0 } else { libc::EINTR };
     }
-    static REAL: OnceLock<usize> = OnceLock::new();
-    match real(c"clock_nanosleep", &REAL) {
-        0 => libc::ENOSYS,
-        f => {
-            // SAFETY: `f` is the C library's `clock_nanosleep`, which has this signature; the
-            // arguments are passed through unchanged from our caller.
-            unsafe { std::mem::transmute::<usize, ClockNanosleep>(f)(clock, flags, req, rem) }
-        }
-    }
+    let Some(real) = real_fn!(c"clock_nanosleep", ClockNanosleep) else {
+        return libc::ENOSYS; // this call reports errors as its return value, not in errno
+    };
+    // SAFETY: passed through unchanged from our caller.
+    unsafe { real(clock, flags, req, rem) }
 }
 
 /// `nanosleep(2)`: cooperative inside greenlets after [`patch_all`].
@@ -212,25 +208,13 @@ pub unsafe extern "C" fn nanosleep(req: *const libc::timespec, rem: *mut libc::t
     if cooperative() && !req.is_null() {
         // SAFETY: as in `clock_nanosleep`.
         let result = unsafe { clock_nanosleep(libc::CLOCK_MONOTONIC, 0, req, rem) };
-        if result == 0 {
-            return 0;
-        }
-        // SAFETY: writing errno through the C library's own accessor.
-        unsafe { *libc::__errno_location() = result };
-        return -1;
+        return if result == 0 { 0 } else { fail(result) };
     }
-    static REAL: OnceLock<usize> = OnceLock::new();
-    match real(c"nanosleep", &REAL) {
-        0 => {
-            // SAFETY: as above.
-            unsafe { *libc::__errno_location() = libc::ENOSYS };
-            -1
-        }
-        f => {
-            // SAFETY: `f` is the C library's `nanosleep`, which has this signature.
-            unsafe { std::mem::transmute::<usize, Nanosleep>(f)(req, rem) }
-        }
-    }
+    let Some(real) = real_fn!(c"nanosleep", Nanosleep) else {
+        return fail(libc::ENOSYS);
+    };
+    // SAFETY: passed through unchanged.
+    unsafe { real(req, rem) }
 }
 
 // ---- sockets ----
@@ -369,13 +353,9 @@ where
                 std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => libc::EAGAIN,
                 _ => e.raw_os_error().unwrap_or(libc::EIO),
             };
-            set_errno(code);
-            -1
+            fail(code)
         }
-        Err(_killed) => {
-            set_errno(libc::ECANCELED);
-            -1
-        }
+        Err(_killed) => fail(libc::ECANCELED),
     }
 }
 
@@ -488,8 +468,7 @@ fn socket_call(
     }
     // Would block: only a socket its owner left blocking waits.
     let Some(restore) = status_flags(fd).filter(|fl| fl & libc::O_NONBLOCK == 0) else {
-        set_errno(libc::EAGAIN);
-        return -1;
+        return fail(libc::EAGAIN);
     };
     let timeout = socket_timeout(fd, dir.timeout_option());
     if dir.plain(flags) {
@@ -497,8 +476,7 @@ fn socket_call(
     }
     // may's wait re-reads with plain read(2)/write(2), which would drop these flags: poll.
     if let Err(e) = wait_ready(fd, dir.events(), timeout) {
-        set_errno(timeout_errno(e));
-        return -1;
+        return fail(timeout_errno(e));
     }
     call(flags)
 }
@@ -612,8 +590,7 @@ pub unsafe extern "C" fn accept4(
         return fail(libc::ENOSYS);
     };
     if let Err(e) = wait_socket(fd, 0, libc::POLLIN, libc::SO_RCVTIMEO) {
-        set_errno(e);
-        return -1;
+        return fail(e);
     }
     // SAFETY: passed through to the C library's `accept4`; after the wait it does not block
     // unless another thread took the connection first.
@@ -644,11 +621,8 @@ pub unsafe extern "C" fn getaddrinfo(
     hints: *const libc::addrinfo,
     res: *mut *mut libc::addrinfo,
 ) -> c_int {
-    static REAL: OnceLock<usize> = OnceLock::new();
-    let real = match real(c"getaddrinfo", &REAL) {
-        0 => return libc::EAI_SYSTEM,
-        // SAFETY: the C library's `getaddrinfo` has this signature.
-        f => unsafe { std::mem::transmute::<usize, GetaddrinfoFn>(f) },
+    let Some(real) = real_fn!(c"getaddrinfo", GetaddrinfoFn) else {
+        return libc::EAI_SYSTEM;
     };
     if !cooperative() {
         // SAFETY: passed through unchanged.
@@ -741,8 +715,7 @@ pub unsafe extern "C" fn recvfrom(
         return fail(libc::ENOSYS);
     };
     if let Err(e) = wait_socket(fd, flags, libc::POLLIN, libc::SO_RCVTIMEO) {
-        set_errno(e);
-        return -1;
+        return fail(e);
     }
     // SAFETY: passed through; after the wait the datagram is there unless another reader
     // took it first (then the call blocks, as it would have).
@@ -768,8 +741,7 @@ pub unsafe extern "C" fn sendto(
         return fail(libc::ENOSYS);
     };
     if let Err(e) = wait_socket(fd, flags, libc::POLLOUT, libc::SO_SNDTIMEO) {
-        set_errno(e);
-        return -1;
+        return fail(e);
     }
     // SAFETY: passed through unchanged.
     unsafe { real(fd, buf, len, flags, addr, addrlen) }
@@ -804,8 +776,7 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout_m
             return 0;
         }
         if std::panic::catch_unwind(|| crate::sleep(pause)).is_err() {
-            set_errno(libc::ECANCELED);
-            return -1;
+            return fail(libc::ECANCELED);
         }
         pause = (pause * 2).min(Duration::from_millis(10));
     }
@@ -903,8 +874,7 @@ unsafe fn vectored(
             (libc::POLLIN, libc::SO_RCVTIMEO)
         };
         if let Err(e) = wait_socket(fd, 0, events, option) {
-            set_errno(e);
-            return -1;
+            return fail(e);
         }
     }
     // SAFETY: passed through unchanged (the caller's contract).
@@ -976,8 +946,7 @@ pub unsafe extern "C" fn accept(
         return fail(libc::ENOSYS);
     };
     if let Err(e) = wait_socket(fd, 0, libc::POLLIN, libc::SO_RCVTIMEO) {
-        set_errno(e);
-        return -1;
+        return fail(e);
     }
     // SAFETY: passed through unchanged.
     unsafe { real(fd, addr, len) }
@@ -994,8 +963,7 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int
         return fail(libc::ENOSYS);
     };
     if let Err(e) = wait_socket(fd, flags, libc::POLLIN, libc::SO_RCVTIMEO) {
-        set_errno(e);
-        return -1;
+        return fail(e);
     }
     // SAFETY: passed through unchanged.
     unsafe { real(fd, msg, flags) }
@@ -1012,8 +980,7 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_i
         return fail(libc::ENOSYS);
     };
     if let Err(e) = wait_socket(fd, flags, libc::POLLOUT, libc::SO_SNDTIMEO) {
-        set_errno(e);
-        return -1;
+        return fail(e);
     }
     // SAFETY: passed through unchanged.
     unsafe { real(fd, msg, flags) }

@@ -135,7 +135,7 @@ impl Config {
     ///
     /// Nothing is changed when an error is returned.
     pub fn apply(self) -> Result<(), ConfigError> {
-        let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = crate::sync::lock(&LOCK);
         if STARTED.load(Ordering::Acquire) {
             return Err(ConfigError::Started);
         }
@@ -289,7 +289,7 @@ pub(crate) fn ensure_started() {
 
 #[cold]
 fn start() {
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::sync::lock(&LOCK);
     let s = settings();
     let may = may::config();
     may.set_workers(s.workers);

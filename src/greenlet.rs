@@ -7,7 +7,7 @@ use std::fmt;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use may::sync::SyncFlag;
@@ -15,6 +15,7 @@ use may::sync::SyncFlag;
 use crate::config;
 use crate::error::JoinError;
 use crate::panic;
+use crate::sync::lock;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -100,12 +101,6 @@ impl<T: Send + 'static> Erased for Inner<T> {
         log::error!("greenlet {} (id {}): {msg}", self.meta.name(), self.meta.id);
         self.finish(Err(JoinError::Panicked(msg)));
     }
-}
-
-/// A locked mutex whose holder panicked is still usable: our critical sections never leave
-/// the data half-updated.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Meta {

@@ -242,7 +242,7 @@ impl Pool {
             for (i, item) in items.into_iter().enumerate() {
                 let f = f.clone();
                 let g = pool.spawn(move || f(item));
-                let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+                let mut map = lock(&map);
                 let done = queue.clone();
                 g.on_done(Box::new(move || drop(done.put(Event::Finished(i)))));
                 map.insert(i, g);
@@ -420,11 +420,7 @@ impl<T: Send + 'static> Iterator for ImapUnordered<T> {
             match self.events.get().ok()? {
                 Event::Fed(total) => self.total = Some(total),
                 Event::Finished(i) => {
-                    let g = self
-                        .running
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&i)?;
+                    let g = lock(&self.running).remove(&i)?;
                     self.yielded += 1;
                     return Some((i, g.get()));
                 }

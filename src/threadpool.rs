@@ -29,6 +29,7 @@ use may::sync::SyncFlag;
 
 use crate::error::JoinError;
 use crate::panic;
+use crate::sync::lock;
 
 /// How long an idle pool thread waits for work before it exits.
 const IDLE: Duration = Duration::from_secs(10);
@@ -61,10 +62,6 @@ fn pool() -> &'static Pool {
             max: crate::settings().threadpool_size,
         }
     })
-}
-
-fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Pool {
@@ -163,7 +160,7 @@ where
             log::error!("blocking task panicked at {at}: {msg}");
             JoinError::Panicked(msg)
         });
-        *theirs.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        *lock(&theirs.result) = Some(result);
         theirs.done.fire();
     }));
     Task { shared }
@@ -189,10 +186,7 @@ impl<T> Task<T> {
     /// Never in practice: the job stores its result before it signals completion.
     pub fn get(self) -> Result<T, JoinError> {
         self.join();
-        self.shared
-            .result
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.shared.result)
             .take()
             .expect("a finished task holds its result")
     }

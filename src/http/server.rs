@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::greenlet::GreenletRef;
 use crate::net::{TcpStream, ToSocketAddrs};
 use crate::server::StreamServer;
+use crate::sync::lock;
 
 /// A parsed request: method, path, headers and the whole body.
 #[derive(Debug, Clone)]
@@ -240,7 +241,7 @@ impl Server {
         let handler: Arc<Handler> = Arc::new(handler);
         let (l, i) = (limits.clone(), idle.clone());
         let stream = StreamServer::bind(addr, move |conn, peer| {
-            let limits = *l.lock().unwrap_or_else(|e| e.into_inner());
+            let limits = *lock(&l);
             Connection::new(conn, peer, limits, &*handler, &i).serve();
         })?;
         Ok(Server {
@@ -251,7 +252,7 @@ impl Server {
     }
 
     fn set(self, f: impl FnOnce(&mut Limits)) -> Server {
-        f(&mut self.limits.lock().unwrap_or_else(|e| e.into_inner()));
+        f(&mut lock(&self.limits));
         self
     }
 
@@ -319,7 +320,7 @@ impl Server {
     pub fn stop(&self, grace: Duration) -> usize {
         self.idle.stopping.store(true, Ordering::SeqCst);
         let idle: Vec<GreenletRef> = {
-            let waiting = self.idle.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            let waiting = lock(&self.idle.waiting);
             waiting.values().cloned().collect()
         };
         for g in &idle {
@@ -479,7 +480,7 @@ impl<'a> Connection<'a> {
         let Some(me) = crate::current() else {
             return true;
         };
-        let mut waiting = self.idle.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let mut waiting = lock(&self.idle.waiting);
         if !idle {
             waiting.remove(&me.id());
             return true;

@@ -3,21 +3,18 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use may::sync::{Semphore, SyncFlag};
 
 use crate::greenlet::{Builder, Greenlet, GreenletRef, current};
+use crate::sync::lock;
 
 /// Back-off after a failing `accept`/`recv` (e.g. out of file descriptors), doubling from
 /// the first to the last (gevent's `min_delay`/`max_delay`).
 pub(crate) const MIN_DELAY: Duration = Duration::from_millis(10);
 pub(crate) const MAX_DELAY: Duration = Duration::from_secs(1);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 #[derive(Default)]
 struct Track {

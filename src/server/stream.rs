@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::core::{Backoff, Core, Slots};
 use crate::greenlet::Builder;
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs};
+use crate::sync::lock;
 
 type Handler = dyn Fn(TcpStream, SocketAddr) + Send + Sync + 'static;
 
@@ -134,12 +135,7 @@ impl StreamServer {
     ///
     /// `AlreadyExists` if the server was already started (or stopped); or the spawn error.
     pub fn start(&self) -> io::Result<()> {
-        let listener = self
-            .inner
-            .listener
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let listener = lock(&self.inner.listener).take();
         let Some(listener) = listener else {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,

@@ -41,6 +41,8 @@ mod rlock;
 mod semaphore;
 pub(crate) mod waiters;
 
+pub(crate) use waiters::lock;
+
 pub use async_result::{AsyncResult, Failure};
 pub use event::Event;
 pub use may::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use may::sync::Blocker;
 
-/// Locks a state mutex, ignoring poison: our critical sections leave no broken invariants.
+/// Locks a std mutex of the crate's, ignoring poison: a holder that panicked is tolerable,
+/// because every critical section in this crate leaves its data consistent at each step.
 pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -494,8 +494,17 @@ impl<'a> Connection<'a> {
 
     /// `Some` once the buffer holds a whole request or a reason to reject; `None` for more.
     fn parse(&self) -> Option<Next> {
-        let mut headers = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
-        let mut parsed = httparse::Request::new(&mut headers);
+        // No allocation per attempt for the usual limits; a larger one gets a heap buffer.
+        const ON_STACK: usize = 64;
+        let mut stack = [httparse::EMPTY_HEADER; ON_STACK];
+        let mut heap = Vec::new();
+        let headers: &mut [httparse::Header<'_>] = if self.limits.max_headers <= ON_STACK {
+            &mut stack[..self.limits.max_headers]
+        } else {
+            heap.resize(self.limits.max_headers, httparse::EMPTY_HEADER);
+            &mut heap
+        };
+        let mut parsed = httparse::Request::new(headers);
         let head_len = match parsed.parse(&self.buf) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if self.buf.len() > self.limits.max_head => {

@@ -28,6 +28,8 @@ const TIMED_OUT: u8 = 2;
 const RUNNING: u8 = 0;
 const OK: u8 = 1;
 const FAILED: u8 = 2;
+/// Ended by a kill or its `Timeout` (`JoinError::Killed`/`TimedOut`).
+const ENDED_BY_KILL: u8 = 3;
 
 may::coroutine_local!(static CURRENT: RefCell<Option<Current>> = RefCell::new(None));
 
@@ -185,7 +187,7 @@ impl Meta {
             return true;
         }
         self.join();
-        self.outcome.load(Ordering::Acquire) == FAILED && self.kill.load(Ordering::Acquire) != 0
+        self.outcome.load(Ordering::Acquire) == ENDED_BY_KILL
     }
 
     fn kill_timeout(&self, d: Duration) -> bool {
@@ -255,7 +257,11 @@ impl<T: Send + 'static> Inner<T> {
 
     /// Stores the result, runs the links (in a new greenlet, as gevent does), then completes.
     fn finish(self: Arc<Self>, result: Result<T, JoinError>) {
-        let outcome = if result.is_ok() { OK } else { FAILED };
+        let outcome = match &result {
+            Ok(_) => OK,
+            Err(JoinError::Killed | JoinError::TimedOut) => ENDED_BY_KILL,
+            Err(_) => FAILED,
+        };
         self.meta.outcome.store(outcome, Ordering::Release);
         let has_links = {
             let mut slot = lock(&self.slot);

@@ -394,3 +394,21 @@ fn captures_are_released_before_join_returns_even_when_killed_before_start() {
         assert!(dropped.load(Ordering::SeqCst), "captures outlived join");
     }
 }
+
+#[test]
+fn a_kill_that_never_lands_is_not_reported_as_ending_the_greenlet() {
+    let g = greenlet::spawn(|| -> () {
+        // Computes without blocking, then panics on its own: the kill never lands.
+        let end = Instant::now() + ms(200);
+        while Instant::now() < end {
+            std::hint::spin_loop();
+        }
+        panic!("own failure");
+    });
+    greenlet::sleep(ms(30));
+    assert!(
+        !g.kill(),
+        "the greenlet ended by its own panic, not by this kill"
+    );
+    assert_eq!(g.get(), Err(JoinError::Panicked("own failure".into())));
+}

@@ -3,7 +3,8 @@
 //! Run with: `cargo bench --bench spawn`. Groups: `spawn_join/N` (spawn N no-op tasks from
 //! `main`, then join them all; `may_raw` is may's own unsafe spawn, to show what the wrapper
 //! adds), `spawn_join_inside/N` (the same from inside a task),
-//! `ping_pong` (one round trip between two tasks over channels) and `yield` (one yield).
+//! `ping_pong` (one round trip between two tasks over channels: greenlet's `Queue`, and may's
+//! own `mpsc` as `may_raw`) and `yield` (one yield).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -21,12 +22,7 @@ fn spawn_join(c: &mut Criterion) {
     let mut group = c.benchmark_group("spawn_join");
     for n in SIZES {
         group.bench_with_input(BenchmarkId::new("greenlet", n), &n, |b, &n| {
-            b.iter(|| {
-                let gs: Vec<_> = (0..n)
-                    .map(|i| greenlet::spawn(move || black_box(i)))
-                    .collect();
-                greenlet::joinall(gs)
-            })
+            b.iter(|| common::greenlet_spawn_join(n))
         });
         group.bench_with_input(BenchmarkId::new("may_raw", n), &n, |b, &n| {
             b.iter(|| {
@@ -102,7 +98,8 @@ fn spawn_join_inside(c: &mut Criterion) {
 fn ping_pong(c: &mut Criterion) {
     let rt = tokio_rt();
     let mut group = c.benchmark_group("ping_pong");
-    group.bench_function("greenlet", |b| {
+    group.bench_function("greenlet", |b| b.iter_custom(common::greenlet_ping_pong));
+    group.bench_function("may_raw", |b| {
         b.iter_custom(|iters| {
             greenlet::spawn(move || {
                 let (ping_tx, ping_rx) = may::sync::mpsc::channel::<u64>();
@@ -182,19 +179,7 @@ fn ping_pong(c: &mut Criterion) {
 fn yield_now(c: &mut Criterion) {
     let rt = tokio_rt();
     let mut group = c.benchmark_group("yield");
-    group.bench_function("greenlet", |b| {
-        b.iter_custom(|iters| {
-            greenlet::spawn(move || {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    greenlet::yield_now();
-                }
-                start.elapsed()
-            })
-            .get()
-            .unwrap()
-        })
-    });
+    group.bench_function("greenlet", |b| b.iter_custom(common::greenlet_yield));
     group.bench_function("tokio", |b| {
         b.iter_custom(|iters| {
             rt.block_on(rt.spawn(async move {

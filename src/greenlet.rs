@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -59,6 +59,8 @@ struct Meta {
     running: AtomicBool,
     outcome: AtomicU8,
     report_panics: bool,
+    /// The address of a local in the greenlet's first frame: its stack lies just below.
+    stack_top: AtomicUsize,
     done: SyncFlag,
     /// Run once `done` has fired; `None` afterwards (then callbacks run at once).
     on_done: Mutex<Option<Vec<Callback>>>,
@@ -91,6 +93,7 @@ impl<T: Send + 'static> Erased for Inner<T> {
         if !self.meta.running.swap(false, Ordering::AcqRel) {
             return; // finished normally
         }
+        crate::monitor::ended();
         let bytes = self
             .meta
             .co
@@ -119,6 +122,7 @@ impl Meta {
             running: AtomicBool::new(true),
             outcome: AtomicU8::new(RUNNING),
             report_panics,
+            stack_top: AtomicUsize::new(0),
             done: SyncFlag::new(),
             on_done: Mutex::new(Some(Vec::new())),
         }
@@ -167,7 +171,7 @@ impl Meta {
     #[track_caller]
     fn join(&self) {
         assert!(!self.is_current(), "a greenlet cannot join itself");
-        self.done.wait();
+        crate::monitor::blocking(|| self.done.wait());
     }
 
     fn join_timeout(&self, d: Duration) -> bool {
@@ -178,7 +182,7 @@ impl Meta {
             crate::sleep(d);
             return false;
         }
-        self.done.wait_timeout(d)
+        crate::monitor::blocking(|| self.done.wait_timeout(d))
     }
 
     fn kill(&self) -> bool {
@@ -225,7 +229,12 @@ impl<T: Send + 'static> Inner<T> {
         if let Some(co) = may_current() {
             let _ = meta.co.set(co);
         }
-        CURRENT.with(|c| *c.borrow_mut() = Some(Current(GreenletRef(self.clone()))));
+        let anchor = 0u8;
+        meta.stack_top
+            .store(std::ptr::addr_of!(anchor) as usize, Ordering::Relaxed);
+        let me = GreenletRef(self.clone());
+        crate::monitor::started(&me);
+        CURRENT.with(|c| *c.borrow_mut() = Some(Current(me)));
         let result = if meta.kill.load(Ordering::Acquire) != NOT_KILLED {
             // Killed before its first switch: the body never runs (gevent #330). Its captures
             // are released now, before joiners wake, as they would be had it run.
@@ -237,6 +246,7 @@ impl<T: Send + 'static> Inner<T> {
         if meta.running.swap(false, Ordering::AcqRel) {
             self.finish(result);
         }
+        crate::monitor::ended();
     }
 
     fn failure(&self, payload: &(dyn std::any::Any + Send)) -> JoinError {
@@ -310,7 +320,7 @@ fn may_current() -> Option<may::coroutine::Coroutine> {
     may::coroutine::is_coroutine().then(may::coroutine::current)
 }
 
-fn current_id() -> Option<u64> {
+pub(crate) fn current_id() -> Option<u64> {
     if !may::coroutine::is_coroutine() {
         return None;
     }
@@ -622,6 +632,24 @@ impl GreenletRef {
         self.0.meta().request_kill(KILLED)
     }
 
+    /// A handle that does not keep the greenlet (and its result) alive.
+    pub(crate) fn downgrade(&self) -> WeakGreenlet {
+        WeakGreenlet(Arc::downgrade(&self.0))
+    }
+
+    /// Whether `sp` lies in the greenlet's stack (known once it has started).
+    pub(crate) fn stack_contains(&self, sp: usize) -> bool {
+        let meta = self.0.meta();
+        let top = meta.stack_top.load(Ordering::Relaxed);
+        let Some(co) = meta.co.get() else {
+            return false;
+        };
+        let size = co.stack_size() * size_of::<usize>();
+        // The first frame sits below the closure's captures, which generator places at the
+        // top of the stack: allow some room above it.
+        top != 0 && sp <= top.saturating_add(64 * 1024) && sp >= top.saturating_sub(size)
+    }
+
     /// Interrupts the greenlet because its [`Timeout`](crate::Timeout) expired.
     pub(crate) fn interrupt_timeout(&self) {
         self.0.meta().request_kill(TIMED_OUT);
@@ -631,6 +659,15 @@ impl GreenletRef {
 impl fmt::Debug for GreenletRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         debug_meta(self.0.meta(), "GreenletRef", f)
+    }
+}
+
+/// A weak [`GreenletRef`].
+pub(crate) struct WeakGreenlet(std::sync::Weak<dyn Erased>);
+
+impl WeakGreenlet {
+    pub(crate) fn upgrade(&self) -> Option<GreenletRef> {
+        self.0.upgrade().map(GreenletRef)
     }
 }
 

@@ -115,7 +115,7 @@ impl<T: Send + 'static> Iterator for Iwait<T> {
         if self.left == 0 {
             return None;
         }
-        let i = self.finished.recv().ok()?;
+        let i = crate::monitor::blocking(|| self.finished.recv()).ok()?;
         let g = self.greenlets.get_mut(i)?.take()?;
         self.left -= 1;
         Some((i, g.get()))

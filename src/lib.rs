@@ -108,6 +108,7 @@ mod error;
 mod greenlet;
 pub mod http;
 mod join;
+mod monitor;
 #[cfg(all(feature = "monkey", target_os = "linux"))]
 pub mod monkey;
 pub mod net;

@@ -337,7 +337,9 @@ where
             } else {
                 coio.set_read_timeout(timeout)
             };
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&mut coio)));
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::monitor::blocking(|| op(&mut coio))
+            }));
             drop(coio);
             r
         }

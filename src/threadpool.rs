@@ -193,12 +193,12 @@ impl<T> Task<T> {
 
     /// Waits until the job has finished.
     pub fn join(&self) {
-        self.shared.done.wait();
+        crate::monitor::blocking(|| self.shared.done.wait());
     }
 
     /// Waits at most `d`; returns `true` if the job has finished.
     pub fn join_timeout(&self, d: Duration) -> bool {
-        self.shared.done.is_fired() || self.shared.done.wait_timeout(d)
+        self.shared.done.is_fired() || crate::monitor::blocking(|| self.shared.done.wait_timeout(d))
     }
 
     /// Returns `true` once the job has finished.

@@ -32,7 +32,7 @@ pub fn sleep(d: Duration) {
     let start = Instant::now();
     let mut left = d;
     loop {
-        may::coroutine::sleep(left);
+        crate::monitor::blocking(|| may::coroutine::sleep(left));
         let slept = start.elapsed();
         if slept >= d {
             return;
@@ -58,7 +58,7 @@ pub fn sleep(d: Duration) {
 /// g.join();
 /// ```
 pub fn yield_now() {
-    may::coroutine::yield_now();
+    crate::monitor::blocking(may::coroutine::yield_now);
 }
 
 /// Runs `f` and returns its value, or [`Elapsed`] if it takes longer than `d`.

@@ -1,6 +1,9 @@
 //! Helpers shared by the benches.
 #![allow(dead_code)] // each bench uses some of these
 
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
 /// `GREENLET_BENCH_QUICK=1` asks for a short run.
 pub fn quick() -> bool {
     std::env::var_os("GREENLET_BENCH_QUICK").is_some()
@@ -12,4 +15,50 @@ pub fn tokio_rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+/// Spawns `n` no-op greenlets from the calling thread and joins them all.
+pub fn greenlet_spawn_join(n: usize) -> usize {
+    let gs: Vec<_> = (0..n)
+        .map(|i| greenlet::spawn(move || black_box(i)))
+        .collect();
+    greenlet::joinall(gs).len()
+}
+
+/// `iters` round trips between two greenlets over a pair of greenlet `Queue`s.
+pub fn greenlet_ping_pong(iters: u64) -> Duration {
+    greenlet::spawn(move || {
+        let ping = greenlet::queue::Queue::unbounded();
+        let pong = greenlet::queue::Queue::unbounded();
+        let (ping_rx, pong_tx) = (ping.clone(), pong.clone());
+        let ponger = greenlet::spawn(move || {
+            while let Ok(Some(v)) = ping_rx.get() {
+                pong_tx.put(v).unwrap();
+            }
+        });
+        let start = Instant::now();
+        for i in 0..iters {
+            ping.put(Some(i)).unwrap();
+            black_box(pong.get().unwrap());
+        }
+        let took = start.elapsed();
+        ping.put(None).unwrap();
+        ponger.join();
+        took
+    })
+    .get()
+    .unwrap()
+}
+
+/// `iters` calls of `greenlet::yield_now` inside one greenlet.
+pub fn greenlet_yield(iters: u64) -> Duration {
+    greenlet::spawn(move || {
+        let start = Instant::now();
+        for _ in 0..iters {
+            greenlet::yield_now();
+        }
+        start.elapsed()
+    })
+    .get()
+    .unwrap()
 }

@@ -114,7 +114,8 @@ impl TcpStream {
     /// The last address's error (`ConnectionRefused`, ...), or the resolver's.
     pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
         crate::config::ensure_started();
-        each_addr(&addr, may::net::TcpStream::connect).map(TcpStream::from_may)
+        crate::monitor::blocking(|| each_addr(&addr, may::net::TcpStream::connect))
+            .map(TcpStream::from_may)
     }
 
     /// Opens a connection to `addr`, failing with `TimedOut` if it is not established within
@@ -127,7 +128,7 @@ impl TcpStream {
     pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         check_timeout(Some(timeout))?;
         crate::config::ensure_started();
-        may::net::TcpStream::connect_timeout(addr, timeout)
+        crate::monitor::blocking(|| may::net::TcpStream::connect_timeout(addr, timeout))
             .map(TcpStream::from_may)
             .map_err(timeouts)
     }
@@ -296,17 +297,17 @@ impl TcpStream {
 
 impl Read for TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).map_err(timeouts)
+        crate::monitor::blocking(|| self.inner.read(buf)).map_err(timeouts)
     }
 }
 
 impl Write for TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf).map_err(timeouts)
+        crate::monitor::blocking(|| self.inner.write(buf)).map_err(timeouts)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.inner.write_vectored(bufs).map_err(timeouts)
+        crate::monitor::blocking(|| self.inner.write_vectored(bufs)).map_err(timeouts)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -335,7 +336,7 @@ impl Read for &TcpStream {
             // `peek` parks (cancel- and time-out-aware) until data or end of file arrives.
             match (&*sys).read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.inner.peek(&mut [0; 1]).map_err(timeouts)?;
+                    crate::monitor::blocking(|| self.inner.peek(&mut [0; 1])).map_err(timeouts)?;
                 }
                 other => return other,
             }
@@ -348,7 +349,7 @@ impl Write for &TcpStream {
         let writer = self.shared_writer()?;
         let mut writer = writer.try_lock().map_err(|_| busy("writing to"))?;
         writer.set_write_timeout(self.current_write_timeout())?;
-        writer.write(buf).map_err(timeouts)
+        crate::monitor::blocking(|| writer.write(buf)).map_err(timeouts)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -436,7 +437,7 @@ impl TcpListener {
     ///
     /// As [`std::net::TcpListener::accept`]; e.g. `EMFILE` when out of file descriptors.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (s, a) = self.inner.accept()?;
+        let (s, a) = crate::monitor::blocking(|| self.inner.accept())?;
         Ok((TcpStream::from_may(s), a))
     }
 

@@ -72,7 +72,7 @@ impl UdpSocket {
             addr.to_addrs()?.into_iter().next().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "no address to send to")
             })?;
-        self.inner.send_to(buf, to).map_err(timeouts)
+        crate::monitor::blocking(|| self.inner.send_to(buf, to)).map_err(timeouts)
     }
 
     /// Waits (parks) for a datagram; returns its length and sender.
@@ -81,7 +81,7 @@ impl UdpSocket {
     ///
     /// `TimedOut` when the read time-out passes; otherwise as std.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.inner.recv_from(buf).map_err(timeouts)
+        crate::monitor::blocking(|| self.inner.recv_from(buf)).map_err(timeouts)
     }
 
     /// Sends to the connected peer.
@@ -90,7 +90,7 @@ impl UdpSocket {
     ///
     /// As std (e.g. `ConnectionRefused` after an ICMP port-unreachable).
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.send(buf).map_err(timeouts)
+        crate::monitor::blocking(|| self.inner.send(buf)).map_err(timeouts)
     }
 
     /// Waits (parks) for a datagram from the connected peer.
@@ -99,7 +99,7 @@ impl UdpSocket {
     ///
     /// `TimedOut` when the read time-out passes; otherwise as std.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.recv(buf).map_err(timeouts)
+        crate::monitor::blocking(|| self.inner.recv(buf)).map_err(timeouts)
     }
 
     /// The local address.

@@ -117,7 +117,7 @@ impl Core {
             }
             track.drained.get_or_insert_with(Default::default).clone()
         };
-        if drained.wait_timeout(grace) {
+        if crate::monitor::blocking(|| drained.wait_timeout(grace)) {
             return 0;
         }
         // Every handler still in flight now is killed: those running at once, those not yet
@@ -134,7 +134,7 @@ impl Core {
         for g in &doomed {
             g.kill_nowait();
         }
-        drained.wait();
+        crate::monitor::blocking(|| drained.wait());
         in_flight
     }
 
@@ -158,7 +158,7 @@ impl Slots {
     /// once [`Ticket::admit`] is called (after the connection or datagram arrived).
     pub(crate) fn reserve(&self) -> Ticket {
         if let Some(p) = &self.permits {
-            p.wait();
+            crate::monitor::blocking(|| p.wait());
         }
         Ticket {
             core: self.core.clone(),

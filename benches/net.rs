@@ -115,6 +115,7 @@ async fn tokio_echo_clients(addr: SocketAddr) -> Duration {
 
 /// Round trips of small messages over 100 connections.
 fn echo(c: &mut Criterion) {
+    common::pool_from_env();
     let rt = tokio_rt();
     let mut group = c.benchmark_group("echo");
     group.throughput(Throughput::Elements((ECHO_CONNS * ECHO_TRIPS) as u64));
@@ -201,6 +202,7 @@ fn std_fetch(addr: SocketAddr) -> usize {
 
 /// N concurrent fetches of a 20 ms endpoint, joined.
 fn fetch(c: &mut Criterion) {
+    common::pool_from_env();
     // Client and server ends of 10,000 connections live in this process.
     if let Err(e) = rlimit::setrlimit(rlimit::Resource::NOFILE, 65_536, 65_536) {
         let got = rlimit::increase_nofile_limit(65_536).unwrap_or(0);

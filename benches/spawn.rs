@@ -18,6 +18,7 @@ const SIZES: [usize; 2] = [1_000, 10_000];
 
 /// Spawn N no-op tasks from the main thread and join them all.
 fn spawn_join(c: &mut Criterion) {
+    common::pool_from_env();
     let rt = tokio_rt();
     let mut group = c.benchmark_group("spawn_join");
     for n in SIZES {
@@ -64,6 +65,7 @@ fn spawn_join(c: &mut Criterion) {
 
 /// Spawn N no-op tasks from inside a task and join them all.
 fn spawn_join_inside(c: &mut Criterion) {
+    common::pool_from_env();
     let rt = tokio_rt();
     let mut group = c.benchmark_group("spawn_join_inside");
     for n in SIZES {

@@ -62,3 +62,21 @@ pub fn greenlet_yield(iters: u64) -> Duration {
     .get()
     .unwrap()
 }
+
+/// `GREENLET_BENCH_POOL=n` sets `config().pool_capacity(n)` for this bench process, to show
+/// what the stack pool bounds (call before the first spawn; later calls do nothing).
+pub fn pool_from_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Some(n) = std::env::var("GREENLET_BENCH_POOL")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        else {
+            return;
+        };
+        match greenlet::config().pool_capacity(n).apply() {
+            Ok(()) => eprintln!("greenlet stack pool: {n}"),
+            Err(e) => eprintln!("GREENLET_BENCH_POOL={n} not applied: {e}"),
+        }
+    });
+}

@@ -206,7 +206,11 @@ fn fetch(c: &mut Criterion) {
     // Client and server ends of 10,000 connections live in this process.
     if let Err(e) = rlimit::setrlimit(rlimit::Resource::NOFILE, 65_536, 65_536) {
         let got = rlimit::increase_nofile_limit(65_536).unwrap_or(0);
-        eprintln!("cannot raise the fd limit to 65,536 ({e}); have {got}");
+        eprintln!(
+            "cannot raise the fd limit to 65,536 ({e}); have {got}. fetch/10000 needs up to \
+             20,000 descriptors at its peak (both ends of every connection) and can fail with \
+             'Too many open files' below about 21,000"
+        );
     }
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -28,6 +28,8 @@ static PIN_WORKERS: AtomicBool = AtomicBool::new(false);
 static THREADPOOL_SIZE: AtomicUsize = AtomicUsize::new(DEFAULT_THREADPOOL_SIZE);
 static MAX_GREENLETS: AtomicUsize = AtomicUsize::new(0); // 0 = no expectation stated
 static MONITOR: Mutex<Option<Duration>> = Mutex::new(None); // None = off
+/// Set once `Config::monitor` was applied: the environment variable no longer counts.
+static MONITOR_SET: AtomicBool = AtomicBool::new(false);
 
 static STARTED: AtomicBool = AtomicBool::new(false);
 static START: Once = Once::new();
@@ -129,6 +131,11 @@ impl Config {
     /// longer than `max_blocking` without switching (gevent's `max_blocking_time`). Off by
     /// default; `Duration::ZERO` turns it off. gevent's default threshold is 100 ms.
     ///
+    /// Without a call to `monitor`, the environment variable `GREENLET_MAX_BLOCKING_MS` (a
+    /// whole number of milliseconds, read when the runtime starts) switches it on, like
+    /// gevent's `GEVENT_MAX_BLOCKING_TIME`, so an unchanged program can be checked. An
+    /// unreadable value is logged at `warn` and ignored.
+    ///
     /// A greenlet that calls a real blocking function (`std::net`, `std::thread::sleep`, a
     /// `std::sync::Mutex` held elsewhere) or computes without a blocking point stalls every
     /// greenlet queued on its thread. The report names the greenlet (name and id), the thread,
@@ -208,6 +215,7 @@ impl Config {
         }
         if let Some(d) = self.monitor {
             *crate::sync::lock(&MONITOR) = (!d.is_zero()).then_some(d);
+            MONITOR_SET.store(true, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -336,6 +344,13 @@ pub(crate) fn ensure_started() {
     }
 }
 
+/// Turns the blocked-worker monitor on when [`Config::monitor`] was not called.
+const MONITOR_ENV: &str = "GREENLET_MAX_BLOCKING_MS";
+
+fn parse_millis(value: &str) -> Option<Duration> {
+    value.trim().parse().ok().map(Duration::from_millis)
+}
+
 #[cold]
 fn start() {
     let _guard = crate::sync::lock(&LOCK);
@@ -349,7 +364,20 @@ fn start() {
     STARTED.store(true, Ordering::Release);
     log::debug!("greenlet runtime started: {s:?}");
     warn_if_map_count_is_low(MAX_GREENLETS.load(Ordering::Relaxed), max_map_count());
-    if let Some(max_blocking) = s.monitor {
+    let from_env = !MONITOR_SET.load(Ordering::Relaxed);
+    let monitor = s.monitor.or_else(|| {
+        if !from_env {
+            return None;
+        }
+        let value = std::env::var(MONITOR_ENV).ok()?;
+        let threshold = parse_millis(&value);
+        if threshold.is_none() {
+            log::warn!("{MONITOR_ENV}={value:?} is not a whole number of milliseconds; ignored");
+        }
+        threshold.filter(|d| !d.is_zero())
+    });
+    if let Some(max_blocking) = monitor {
+        *crate::sync::lock(&MONITOR) = Some(max_blocking);
         crate::monitor::start(max_blocking);
     }
 }
@@ -367,6 +395,15 @@ mod tests {
         // may treats an odd word count as "trace stack usage and print": never hand it one.
         assert_eq!(stack_words(12_345) % 2, 0);
         assert_eq!(round_stack(usize::MAX), usize::MAX & !(PAGE - 1));
+    }
+
+    #[test]
+    fn monitor_threshold_from_the_environment() {
+        assert_eq!(parse_millis("100"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_millis(" 5\n"), Some(Duration::from_millis(5)));
+        assert_eq!(parse_millis("0.1"), None);
+        assert_eq!(parse_millis("-3"), None);
+        assert_eq!(parse_millis(""), None);
     }
 
     #[test]

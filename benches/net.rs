@@ -6,13 +6,14 @@
 //!   echo server of the same runtime (greenlet `StreamServer`, tokio accept loop).
 //!   Throughput is in round trips.
 //! - `fetch/N`: N concurrent HTTP/1.1 GETs (`Connection: close`) of a loopback endpoint that
-//!   answers after 20 ms, all joined; the same tokio server answers every client.
+//!   answers after 20 ms, all joined; the same tokio server, in a child process (so that each
+//!   process holds one end of each connection), answers every client.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
@@ -176,6 +177,16 @@ fn slow_server(rt: &tokio::runtime::Runtime) -> SocketAddr {
     addr
 }
 
+/// Raises the descriptor limit for 10,000 connections (each process holds one end of each).
+fn raise_fd_limit() {
+    if let Err(e) = rlimit::setrlimit(rlimit::Resource::NOFILE, 65_536, 65_536) {
+        let got = rlimit::increase_nofile_limit(65_536).unwrap_or(0);
+        if got < 11_000 {
+            eprintln!("cannot raise the fd limit to 65,536 ({e}); have {got}");
+        }
+    }
+}
+
 fn greenlet_fetch(addr: SocketAddr) -> usize {
     let mut s = greenlet::net::TcpStream::connect(addr).unwrap();
     s.write_all(REQUEST).unwrap();
@@ -203,21 +214,10 @@ fn std_fetch(addr: SocketAddr) -> usize {
 /// N concurrent fetches of a 20 ms endpoint, joined.
 fn fetch(c: &mut Criterion) {
     common::pool_from_env();
-    // Client and server ends of 10,000 connections live in this process.
-    if let Err(e) = rlimit::setrlimit(rlimit::Resource::NOFILE, 65_536, 65_536) {
-        let got = rlimit::increase_nofile_limit(65_536).unwrap_or(0);
-        eprintln!(
-            "cannot raise the fd limit to 65,536 ({e}); have {got}. fetch/10000 needs up to \
-             20,000 descriptors at its peak (both ends of every connection) and can fail with \
-             'Too many open files' below about 21,000"
-        );
-    }
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let addr = slow_server(&server_rt);
+    // The clients' ends of 10,000 connections live in this process, the server's in a child.
+    raise_fd_limit();
+    let server = ServerProcess::start();
+    let addr = server.addr;
     let rt = tokio_rt();
     let mut group = c.benchmark_group("fetch");
     group.sample_size(10);
@@ -279,4 +279,63 @@ criterion_group! {
     config = config();
     targets = echo, fetch
 }
-criterion_main!(benches);
+/// `criterion_main!`, except that the process serves the fetch endpoint instead when the
+/// parent bench asks for it (see [`ServerProcess`]).
+fn main() {
+    if std::env::var_os(SERVER_CHILD).is_some() {
+        return serve_fetch_endpoint();
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
+
+const SERVER_CHILD: &str = "GREENLET_BENCH_FETCH_SERVER";
+
+/// The child's side: serve the 20 ms endpoint, print its address, and exit when the parent
+/// closes our standard input (also if the parent dies).
+fn serve_fetch_endpoint() {
+    raise_fd_limit();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = slow_server(&rt);
+    println!("{addr}");
+    std::io::stdout().flush().unwrap();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+/// The fetch endpoint in a child process: the server's end of 10,000 connections then does not
+/// count against this process's descriptor limit (20,000 in some sandboxes, which both ends
+/// in one process would exhaust).
+struct ServerProcess {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl ServerProcess {
+    fn start() -> ServerProcess {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(SERVER_CHILD, "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the fetch server process");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let addr = line.trim().parse().expect("the server prints its address");
+        ServerProcess { child, addr }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}

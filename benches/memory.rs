@@ -13,15 +13,12 @@ use std::time::Duration;
 mod common;
 use common::{quick, tokio_rt};
 
+#[path = "../tests/support/proc_status.rs"]
+mod proc_status;
+
 /// `VmRSS` of this process, in bytes.
 fn rss() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
-        .map(|kb| kb * 1024)
-        .expect("VmRSS line")
+    proc_status::status_bytes("VmRSS").expect("VmRSS in /proc/self/status")
 }
 
 fn greenlets(n: usize) -> usize {

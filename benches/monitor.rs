@@ -36,17 +36,9 @@ fn monitored(c: &mut Criterion) {
     assert!(greenlet::settings().monitor.is_some());
 }
 
-/// The same settings as the `spawn` bench, so the rows compare.
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::criterion_3s();
     targets = monitored
 }
 criterion_main!(benches);

@@ -7,7 +7,7 @@
 //! own `mpsc` as `may_raw`) and `yield` (one yield).
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
@@ -206,16 +206,9 @@ fn yield_now(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::criterion_3s();
     targets = spawn_join, spawn_join_inside, ping_pong, yield_now
 }
 criterion_main!(benches);

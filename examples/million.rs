@@ -15,13 +15,12 @@ use greenlet::sync::Event;
 
 mod common;
 
+#[path = "../tests/support/proc_status.rs"]
+mod proc_status;
+
+/// `VmRSS` in bytes; 0 where it cannot be read (not Linux).
 fn rss() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
-        .map_or(0, |kb| kb * 1024)
+    proc_status::status_bytes("VmRSS").unwrap_or(0)
 }
 
 fn main() {

@@ -11,18 +11,14 @@ use std::time::{Duration, Instant};
 use greenlet::Builder;
 use greenlet::sync::Event;
 
+mod support;
+
 const CHILD: &str = "GREENLET_EXHAUSTION_CHILD";
 /// Spawns stop here if the limit somehow never bites.
 const CAP: usize = 200_000;
 
 fn vm_size() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
+    support::proc_status::status_bytes("VmSize").expect("VmSize in /proc/self/status") as u64
 }
 
 #[test]

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+mod support;
+
 /// Cycles, spawned and joined in batches so a bounded number is alive at once.
 const SPAWN_JOIN: usize = 1_000_000;
 const SPAWN_KILL: usize = 100_000;
@@ -11,13 +13,7 @@ const BATCH: usize = 1_000;
 const RSS_SLACK: usize = 16 * 1024 * 1024;
 
 fn rss() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
-        .unwrap()
-        * 1024
+    support::proc_status::status_bytes("VmRSS").expect("VmRSS in /proc/self/status")
 }
 
 fn open_fds() -> usize {

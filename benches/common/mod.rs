@@ -4,6 +4,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use criterion::Criterion;
+
 /// `GREENLET_BENCH_QUICK=1` asks for a short run.
 pub fn quick() -> bool {
     std::env::var_os("GREENLET_BENCH_QUICK").is_some()
@@ -79,4 +81,13 @@ pub fn pool_from_env() {
             Err(e) => eprintln!("GREENLET_BENCH_POOL={n} not applied: {e}"),
         }
     });
+}
+
+/// The criterion settings of the `spawn`, `sync` and `monitor` benches (20 samples, 1 s of
+/// warm-up, 3 s of measurement), so their rows compare.
+pub fn criterion_3s() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
 }

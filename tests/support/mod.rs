@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use greenlet::net::{TcpListener, TcpStream};
 
+pub mod proc_status;
+
 /// `Duration::from_millis`, short.
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

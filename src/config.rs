@@ -351,6 +351,17 @@ fn parse_millis(value: &str) -> Option<Duration> {
     value.trim().parse().ok().map(Duration::from_millis)
 }
 
+/// The monitor's threshold from [`MONITOR_ENV`]; an unreadable value is logged and ignored,
+/// and 0 means off.
+fn monitor_from_env() -> Option<Duration> {
+    let value = std::env::var(MONITOR_ENV).ok()?;
+    let threshold = parse_millis(&value);
+    if threshold.is_none() {
+        log::warn!("{MONITOR_ENV}={value:?} is not a whole number of milliseconds; ignored");
+    }
+    threshold.filter(|d| !d.is_zero())
+}
+
 #[cold]
 fn start() {
     let _guard = crate::sync::lock(&LOCK);
@@ -364,18 +375,11 @@ fn start() {
     STARTED.store(true, Ordering::Release);
     log::debug!("greenlet runtime started: {s:?}");
     warn_if_map_count_is_low(MAX_GREENLETS.load(Ordering::Relaxed), max_map_count());
-    let from_env = !MONITOR_SET.load(Ordering::Relaxed);
-    let monitor = s.monitor.or_else(|| {
-        if !from_env {
-            return None;
-        }
-        let value = std::env::var(MONITOR_ENV).ok()?;
-        let threshold = parse_millis(&value);
-        if threshold.is_none() {
-            log::warn!("{MONITOR_ENV}={value:?} is not a whole number of milliseconds; ignored");
-        }
-        threshold.filter(|d| !d.is_zero())
-    });
+    let monitor = if MONITOR_SET.load(Ordering::Relaxed) {
+        s.monitor
+    } else {
+        monitor_from_env()
+    };
     if let Some(max_blocking) = monitor {
         *crate::sync::lock(&MONITOR) = Some(max_blocking);
         crate::monitor::start(max_blocking);

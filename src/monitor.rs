@@ -26,24 +26,9 @@
 //!
 //! Limits: a greenlet blocked on may's own primitives used directly (`may::sync`, the
 //! re-exported [`sync::Mutex`](crate::sync::Mutex)) is not seen to switch; if the thread then
-//! computes for another such coroutine, the report names the last greenlet greenlet saw.
+//! computes for another such coroutine, the report names the last greenlet the monitor saw.
 //!
-//! # Examples
-//!
-//! ```no_run
-//! use std::time::Duration;
-//!
-//! greenlet::config()
-//!     .monitor(Duration::from_millis(100))
-//!     .apply()
-//!     .expect("before the first spawn");
-//! // Logs at warn: greenlet "sleepy" (id 1) has held worker thread ... for 100 ms ...
-//! greenlet::Builder::new()
-//!     .name("sleepy")
-//!     .spawn(|| std::thread::sleep(Duration::from_millis(500)))
-//!     .unwrap()
-//!     .join();
-//! ```
+//! The user-facing description and an example are on [`Config::monitor`](crate::Config::monitor).
 
 use std::cell::OnceCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -83,7 +68,7 @@ pub(crate) fn enabled() -> bool {
 /// Marks the greenlet `g` as running on this thread (it has just started).
 pub(crate) fn started(g: &GreenletRef) {
     if enabled() {
-        with_slot(|slot| slot.mark_running(g.id(), || g.downgrade()));
+        with_slot(|slot| slot.mark_running(g.id(), || Some(g.downgrade())));
     }
 }
 
@@ -153,9 +138,10 @@ fn register() -> Arc<Slot> {
 }
 
 impl Slot {
-    fn mark_running<W: Into<Option<WeakGreenlet>>>(&self, id: u64, weak: impl FnOnce() -> W) {
+    /// Marks greenlet `id` as running; `weak` gives its handle when the slot holds another.
+    fn mark_running(&self, id: u64, weak: impl FnOnce() -> Option<WeakGreenlet>) {
         if self.held.load(Ordering::Relaxed) != id {
-            *lock(&self.holder) = weak().into();
+            *lock(&self.holder) = weak();
             self.held.store(id, Ordering::Release);
         }
         self.running.store(id, Ordering::Release);

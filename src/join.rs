@@ -83,28 +83,28 @@ where
     I: IntoIterator<Item = Greenlet<T>>,
     T: Send + 'static,
 {
-    let (tx, rx) = may::sync::mpsc::channel();
+    let finished = crate::queue::Queue::unbounded();
     let greenlets: Vec<Option<Greenlet<T>>> = greenlets.into_iter().map(Some).collect();
     for (i, g) in greenlets.iter().enumerate() {
-        let tx = tx.clone();
+        let finished = finished.clone();
         if let Some(g) = g {
-            // The receiver may be gone (the iterator dropped): nothing to tell then.
+            // An unbounded queue never blocks the finishing greenlet.
             g.on_done(Box::new(move || {
-                let _ = tx.send(i);
+                let _ = finished.put(i);
             }));
         }
     }
     Iwait {
         left: greenlets.len(),
         greenlets,
-        finished: rx,
+        finished,
     }
 }
 
 /// The iterator returned by [`iwait`].
 pub struct Iwait<T> {
     greenlets: Vec<Option<Greenlet<T>>>,
-    finished: may::sync::mpsc::Receiver<usize>,
+    finished: crate::queue::Queue<usize>,
     left: usize,
 }
 
@@ -115,7 +115,7 @@ impl<T: Send + 'static> Iterator for Iwait<T> {
         if self.left == 0 {
             return None;
         }
-        let i = crate::monitor::blocking(|| self.finished.recv()).ok()?;
+        let i = self.finished.get().ok()?;
         let g = self.greenlets.get_mut(i)?.take()?;
         self.left -= 1;
         Some((i, g.get()))

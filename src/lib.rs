@@ -104,6 +104,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
+mod deadline;
 mod error;
 mod greenlet;
 pub mod http;
@@ -122,7 +123,10 @@ mod timeout;
 
 pub use crate::config::{Config, Settings, config, settings};
 pub use crate::error::{ConfigError, Elapsed, JoinError};
-pub use crate::greenlet::{Builder, Greenlet, GreenletRef, current, spawn, spawn_later};
+pub use crate::greenlet::{
+    Builder, Dump, Greenlet, GreenletInfo, GreenletRef, GreenletState, WaitInfo, current, dump,
+    spawn, spawn_later, track_waits,
+};
 pub use crate::join::{Iwait, iwait, joinall, joinall_timeout, killall};
 pub use crate::timeout::{Timeout, sleep, with_timeout, yield_now};
 

@@ -79,10 +79,22 @@ pub(crate) fn ended() {
     }
 }
 
-/// Runs `f`, a blocking point of the crate: the thread is marked free while `f` may park, and
-/// the calling greenlet marked running again when it is back (also when `f` unwinds).
+/// Runs `f`, a blocking point of the crate called `what` (for [`crate::dump`]): the thread is
+/// marked free while `f` may park, and the calling greenlet marked running again when it is
+/// back (also when `f` unwinds).
 #[inline]
-pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn blocking<R>(what: &'static str, f: impl FnOnce() -> R) -> R {
+    blocking_until(what, None, f)
+}
+
+/// [`blocking`] for a wait that times out at `deadline`.
+#[inline]
+pub(crate) fn blocking_until<R>(
+    what: &'static str,
+    deadline: Option<Instant>,
+    f: impl FnOnce() -> R,
+) -> R {
+    let _waiting = crate::greenlet::waiting(what, deadline);
     if !enabled() {
         return f();
     }

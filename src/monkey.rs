@@ -332,13 +332,14 @@ where
     let coio = may::io::CoIo::new(Op(fd));
     let outcome = match coio {
         Ok(mut coio) => {
+            let timeout = crate::deadline::may_io_timeout(timeout);
             let _ = if write {
                 coio.set_write_timeout(timeout)
             } else {
                 coio.set_read_timeout(timeout)
             };
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                crate::monitor::blocking(|| op(&mut coio))
+                crate::monitor::blocking("monkey socket wait", || op(&mut coio))
             }));
             drop(coio);
             r
@@ -357,8 +358,15 @@ where
             };
             fail(code)
         }
-        Err(_killed) => fail(libc::ECANCELED),
+        Err(_killed) => killed(),
     }
+}
+
+/// A kill's unwind cannot cross into C: the hook fails with `ECANCELED`, and the kill is sent
+/// again so that the greenlet's next blocking point (back in Rust) delivers it.
+fn killed() -> isize {
+    crate::greenlet::kill::redeliver();
+    fail(libc::ECANCELED)
 }
 
 /// `recv(2)`: cooperative on blocking sockets inside greenlets after [`patch_all`].
@@ -545,7 +553,11 @@ fn wait_ready(fd: c_int, events: libc::c_short, timeout: Option<Duration>) -> Re
         if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             return Err(libc::ETIMEDOUT);
         }
-        if std::panic::catch_unwind(|| crate::sleep(pause)).is_err() {
+        let nap = deadline.map_or(pause, |d| {
+            pause.min(d.saturating_duration_since(std::time::Instant::now()))
+        });
+        if std::panic::catch_unwind(|| crate::sleep(nap)).is_err() {
+            crate::greenlet::kill::redeliver();
             return Err(libc::ECANCELED);
         }
         pause = (pause * 2).min(Duration::from_millis(10));
@@ -777,8 +789,11 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout_m
         if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             return 0;
         }
-        if std::panic::catch_unwind(|| crate::sleep(pause)).is_err() {
-            return fail(libc::ECANCELED);
+        let nap = deadline.map_or(pause, |d| {
+            pause.min(d.saturating_duration_since(std::time::Instant::now()))
+        });
+        if std::panic::catch_unwind(|| crate::sleep(nap)).is_err() {
+            return killed() as c_int;
         }
         pause = (pause * 2).min(Duration::from_millis(10));
     }

@@ -33,8 +33,12 @@ pub(crate) fn install_hook() {
         if !may::coroutine::is_coroutine() && !MANAGED.with(Cell::get) {
             return prev(info);
         }
-        // may's kill is an unwind with this payload: not an error, nothing to report.
+        // may's kill is an unwind with this payload: not an error, nothing to report. Its
+        // unwind starts here: the kill is delivered, once (see `greenlet::kill`).
         if info.payload().downcast_ref::<generator::Error>().is_some() {
+            if may::coroutine::is_coroutine() {
+                crate::greenlet::kill::unwind_started();
+            }
             return;
         }
         let location = info

@@ -90,10 +90,10 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         let mut s = lock(&self.shared.state);
-        if let Some(id) = self.id {
-            if s.live.remove(&id).is_none() {
-                s.ended_early.insert(id);
-            }
+        if let Some(id) = self.id
+            && s.live.remove(&id).is_none()
+        {
+            s.ended_early.insert(id);
         }
         s.running -= 1;
         if s.running == 0 {
@@ -262,13 +262,13 @@ impl Pool {
     /// Waits until every member has finished.
     pub fn join(&self) {
         let idle = |s: &mut State| (s.running == 0).then_some(());
-        while wait_until(&self.shared.state, joiners, None, idle).is_none() {}
+        while wait_until("Pool::join", &self.shared.state, joiners, None, idle).is_none() {}
     }
 
     /// Waits at most `d` for every member to finish; returns whether they have.
     pub fn join_timeout(&self, d: Duration) -> bool {
         let idle = |s: &mut State| (s.running == 0).then_some(());
-        wait_until(&self.shared.state, joiners, deadline(d), idle).is_some()
+        wait_until("Pool::join", &self.shared.state, joiners, deadline(d), idle).is_some()
     }
 
     /// Kills every running member and waits until they are gone.

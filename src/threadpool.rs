@@ -25,7 +25,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
-use may::sync::SyncFlag;
+use crate::sync::waiters::Flag;
 
 use crate::error::JoinError;
 use crate::panic;
@@ -122,7 +122,7 @@ impl Pool {
 
 struct Shared<T> {
     result: Mutex<Option<Result<T, JoinError>>>,
-    done: SyncFlag,
+    done: Flag,
 }
 
 /// Runs `f` on a thread of the blocking pool and returns a handle to its result.
@@ -150,7 +150,7 @@ where
 {
     let shared = Arc::new(Shared {
         result: Mutex::new(None),
-        done: SyncFlag::new(),
+        done: Flag::new(),
     });
     let theirs = shared.clone();
     pool().submit(Box::new(move || {
@@ -193,12 +193,14 @@ impl<T> Task<T> {
 
     /// Waits until the job has finished.
     pub fn join(&self) {
-        crate::monitor::blocking(|| self.shared.done.wait());
+        self.shared.done.wait("Task::join");
     }
 
     /// Waits at most `d`; returns `true` if the job has finished.
     pub fn join_timeout(&self, d: Duration) -> bool {
-        self.shared.done.is_fired() || crate::monitor::blocking(|| self.shared.done.wait_timeout(d))
+        self.shared
+            .done
+            .wait_until("Task::join", crate::deadline::deadline(d))
     }
 
     /// Returns `true` once the job has finished.

@@ -30,9 +30,19 @@ use crate::greenlet::{Builder, Greenlet, current};
 /// ```
 pub fn sleep(d: Duration) {
     let start = Instant::now();
+    let deadline = start.checked_add(d);
     let mut left = d;
     loop {
-        crate::monitor::blocking(|| may::coroutine::sleep(left));
+        // may's sleep timer is exact (nanoseconds); chunks keep its `now + d` arithmetic far
+        // from overflow, so `Duration::MAX` sleeps until killed.
+        let chunk = left.min(crate::deadline::MAX_CHUNK);
+        let began = Instant::now();
+        crate::monitor::blocking_until("sleep", deadline, || may::coroutine::sleep(chunk));
+        crate::deadline::leave_timer_thread();
+        if began.elapsed() < chunk && may::coroutine::is_coroutine() {
+            // Woken before its timer: a kill that may did not raise (see `greenlet::kill`).
+            crate::greenlet::kill::check();
+        }
         let slept = start.elapsed();
         if slept >= d {
             return;
@@ -58,7 +68,7 @@ pub fn sleep(d: Duration) {
 /// g.join();
 /// ```
 pub fn yield_now() {
-    crate::monitor::blocking(may::coroutine::yield_now);
+    crate::monitor::blocking("yield_now", may::coroutine::yield_now);
 }
 
 /// Runs `f` and returns its value, or [`Elapsed`] if it takes longer than `d`.

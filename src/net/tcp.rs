@@ -114,8 +114,10 @@ impl TcpStream {
     /// The last address's error (`ConnectionRefused`, ...), or the resolver's.
     pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
         crate::config::ensure_started();
-        crate::monitor::blocking(|| each_addr(&addr, may::net::TcpStream::connect))
-            .map(TcpStream::from_may)
+        crate::monitor::blocking("TcpStream::connect", || {
+            each_addr(&addr, may::net::TcpStream::connect)
+        })
+        .map(TcpStream::from_may)
     }
 
     /// Opens a connection to `addr`, failing with `TimedOut` if it is not established within
@@ -128,9 +130,13 @@ impl TcpStream {
     pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         check_timeout(Some(timeout))?;
         crate::config::ensure_started();
-        crate::monitor::blocking(|| may::net::TcpStream::connect_timeout(addr, timeout))
-            .map(TcpStream::from_may)
-            .map_err(timeouts)
+        let may_timeout = crate::deadline::may_io_timeout(Some(timeout));
+        crate::monitor::blocking("TcpStream::connect", || match may_timeout {
+            Some(t) => may::net::TcpStream::connect_timeout(addr, t),
+            None => may::net::TcpStream::connect(addr),
+        })
+        .map(TcpStream::from_may)
+        .map_err(timeouts)
     }
 
     /// The remote address.
@@ -214,7 +220,8 @@ impl TcpStream {
     /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
         check_timeout(d)?;
-        self.inner.set_read_timeout(d)
+        self.inner
+            .set_read_timeout(crate::deadline::may_io_timeout(d))
     }
 
     /// Sets the write time-out: a write that waits longer fails with `TimedOut`.
@@ -224,6 +231,7 @@ impl TcpStream {
     /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
     pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
         check_timeout(d)?;
+        let d = crate::deadline::may_io_timeout(d);
         let nanos = d.map_or(0, |d| d.as_nanos().clamp(1, u64::MAX as u128) as u64);
         self.write_timeout.store(nanos, Ordering::Relaxed);
         self.inner.set_write_timeout(d)
@@ -297,17 +305,18 @@ impl TcpStream {
 
 impl Read for TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::monitor::blocking(|| self.inner.read(buf)).map_err(timeouts)
+        crate::monitor::blocking("TcpStream::read", || self.inner.read(buf)).map_err(timeouts)
     }
 }
 
 impl Write for TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        crate::monitor::blocking(|| self.inner.write(buf)).map_err(timeouts)
+        crate::monitor::blocking("TcpStream::write", || self.inner.write(buf)).map_err(timeouts)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        crate::monitor::blocking(|| self.inner.write_vectored(bufs)).map_err(timeouts)
+        crate::monitor::blocking("TcpStream::write", || self.inner.write_vectored(bufs))
+            .map_err(timeouts)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -336,7 +345,8 @@ impl Read for &TcpStream {
             // `peek` parks (cancel- and time-out-aware) until data or end of file arrives.
             match (&*sys).read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    crate::monitor::blocking(|| self.inner.peek(&mut [0; 1])).map_err(timeouts)?;
+                    crate::monitor::blocking("TcpStream::read", || self.inner.peek(&mut [0; 1]))
+                        .map_err(timeouts)?;
                 }
                 other => return other,
             }
@@ -349,7 +359,7 @@ impl Write for &TcpStream {
         let writer = self.shared_writer()?;
         let mut writer = writer.try_lock().map_err(|_| busy("writing to"))?;
         writer.set_write_timeout(self.current_write_timeout())?;
-        crate::monitor::blocking(|| writer.write(buf)).map_err(timeouts)
+        crate::monitor::blocking("TcpStream::write", || writer.write(buf)).map_err(timeouts)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -437,7 +447,7 @@ impl TcpListener {
     ///
     /// As [`std::net::TcpListener::accept`]; e.g. `EMFILE` when out of file descriptors.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (s, a) = crate::monitor::blocking(|| self.inner.accept())?;
+        let (s, a) = crate::monitor::blocking("TcpListener::accept", || self.inner.accept())?;
         Ok((TcpStream::from_may(s), a))
     }
 

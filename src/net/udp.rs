@@ -72,7 +72,8 @@ impl UdpSocket {
             addr.to_addrs()?.into_iter().next().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "no address to send to")
             })?;
-        crate::monitor::blocking(|| self.inner.send_to(buf, to)).map_err(timeouts)
+        crate::monitor::blocking("UdpSocket::send_to", || self.inner.send_to(buf, to))
+            .map_err(timeouts)
     }
 
     /// Waits (parks) for a datagram; returns its length and sender.
@@ -81,7 +82,8 @@ impl UdpSocket {
     ///
     /// `TimedOut` when the read time-out passes; otherwise as std.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        crate::monitor::blocking(|| self.inner.recv_from(buf)).map_err(timeouts)
+        crate::monitor::blocking("UdpSocket::recv_from", || self.inner.recv_from(buf))
+            .map_err(timeouts)
     }
 
     /// Sends to the connected peer.
@@ -90,7 +92,7 @@ impl UdpSocket {
     ///
     /// As std (e.g. `ConnectionRefused` after an ICMP port-unreachable).
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        crate::monitor::blocking(|| self.inner.send(buf)).map_err(timeouts)
+        crate::monitor::blocking("UdpSocket::send", || self.inner.send(buf)).map_err(timeouts)
     }
 
     /// Waits (parks) for a datagram from the connected peer.
@@ -99,7 +101,7 @@ impl UdpSocket {
     ///
     /// `TimedOut` when the read time-out passes; otherwise as std.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::monitor::blocking(|| self.inner.recv(buf)).map_err(timeouts)
+        crate::monitor::blocking("UdpSocket::recv", || self.inner.recv(buf)).map_err(timeouts)
     }
 
     /// The local address.
@@ -127,7 +129,8 @@ impl UdpSocket {
     /// `InvalidInput` for a zero duration, as std.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
         check_timeout(d)?;
-        self.inner.set_read_timeout(d)
+        self.inner
+            .set_read_timeout(crate::deadline::may_io_timeout(d))
     }
 
     /// The receive time-out.

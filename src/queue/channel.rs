@@ -152,7 +152,7 @@ impl<T> Channel<T> {
                 None
             }
         };
-        let r = wait_until(&self.shared, putters, deadline, decided);
+        let r = wait_until("Channel::put", &self.shared, putters, deadline, decided);
         offer.armed = false;
         match r {
             Some(Ok(())) => Ok(()),
@@ -209,7 +209,7 @@ impl<T> Channel<T> {
     fn get_until(&self, deadline: Option<Instant>) -> Option<Result<T, GetError>> {
         lock(&self.shared).waiting_getters += 1;
         let _waiting = Waiting(&self.shared);
-        wait_until(&self.shared, getters, deadline, State::take)
+        wait_until("Channel::get", &self.shared, getters, deadline, State::take)
     }
 
     /// Takes an item from a putter, waiting for one.

@@ -239,7 +239,7 @@ impl<T, O: Order<T>> Queue<T, O> {
 
     fn put_until(&self, item: T, deadline: Option<Instant>) -> Result<(), PutTimeoutError<T>> {
         let mut item = Some(item);
-        let r = wait_until(&self.shared.state, putters, deadline, |s| {
+        let r = wait_until("Queue::put", &self.shared.state, putters, deadline, |s| {
             self.offer(s, &mut item)
         });
         match (r, item) {
@@ -260,7 +260,7 @@ impl<T, O: Order<T>> Queue<T, O> {
         loop {
             // Without a deadline `wait_until` only returns once the put is decided.
             let offer = |s: &mut State<O::Store>| self.offer(s, &mut item);
-            if let Some(r) = wait_until(&self.shared.state, putters, None, offer) {
+            if let Some(r) = wait_until("Queue::put", &self.shared.state, putters, None, offer) {
                 return r.map_err(PutError);
             }
         }
@@ -297,7 +297,8 @@ impl<T, O: Order<T>> Queue<T, O> {
     /// [`GetError`] once the queue is closed and empty.
     pub fn get(&self) -> Result<T, GetError> {
         loop {
-            if let Some(r) = wait_until(&self.shared.state, getters, None, Self::take) {
+            if let Some(r) = wait_until("Queue::get", &self.shared.state, getters, None, Self::take)
+            {
                 return r;
             }
         }
@@ -321,7 +322,13 @@ impl<T, O: Order<T>> Queue<T, O> {
     ///
     /// [`GetTimeoutError::Timeout`], or [`GetTimeoutError::Closed`] once closed and empty.
     pub fn get_timeout(&self, d: Duration) -> Result<T, GetTimeoutError> {
-        match wait_until(&self.shared.state, getters, deadline(d), Self::take) {
+        match wait_until(
+            "Queue::get",
+            &self.shared.state,
+            getters,
+            deadline(d),
+            Self::take,
+        ) {
             Some(r) => r.map_err(GetTimeoutError::from),
             None => Err(GetTimeoutError::Timeout),
         }
@@ -381,13 +388,20 @@ impl<T, O: Order<T>> Queue<T, O> {
     /// Waits until every item put has been marked done with [`task_done`](Self::task_done).
     pub fn join(&self) {
         let done = |s: &mut State<O::Store>| (s.unfinished == 0).then_some(());
-        while wait_until(&self.shared.state, joiners, None, done).is_none() {}
+        while wait_until("Queue::join", &self.shared.state, joiners, None, done).is_none() {}
     }
 
     /// Waits at most `d` for every item to be marked done; returns whether they are.
     pub fn join_timeout(&self, d: Duration) -> bool {
         let done = |s: &mut State<O::Store>| (s.unfinished == 0).then_some(());
-        wait_until(&self.shared.state, joiners, deadline(d), done).is_some()
+        wait_until(
+            "Queue::join",
+            &self.shared.state,
+            joiners,
+            deadline(d),
+            done,
+        )
+        .is_some()
     }
 
     /// A blocking iterator: yields items as they come, ends when the queue is closed and

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use may::sync::{Semphore, SyncFlag};
+use crate::sync::Semaphore;
+use crate::sync::waiters::Flag;
 
 use crate::greenlet::{Builder, Greenlet, GreenletRef, current};
 use crate::sync::lock;
@@ -25,7 +26,7 @@ struct Track {
     /// After the grace period of `stop`: handlers are killed, also those starting late.
     killing: bool,
     /// Fired when `inflight` reaches zero during `stop`.
-    drained: Option<Arc<SyncFlag>>,
+    drained: Option<Arc<Flag>>,
 }
 
 /// The state a server shares with its loop and handler greenlets.
@@ -33,9 +34,9 @@ pub(crate) struct Core {
     what: &'static str,
     track: Mutex<Track>,
     limit: AtomicUsize,
-    permits: Mutex<Option<Arc<Semphore>>>,
+    permits: Mutex<Option<Arc<Semaphore>>>,
     serving: Mutex<Option<Greenlet<()>>>,
-    stopped: SyncFlag,
+    stopped: Flag,
 }
 
 impl Core {
@@ -46,7 +47,7 @@ impl Core {
             limit: AtomicUsize::new(0),
             permits: Mutex::new(None),
             serving: Mutex::new(None),
-            stopped: SyncFlag::new(),
+            stopped: Flag::new(),
         }
     }
 
@@ -69,7 +70,7 @@ impl Core {
         }
         let permits = match self.limit.load(Ordering::Relaxed) {
             0 => None,
-            n => Some(Arc::new(Semphore::new(n))),
+            n => Some(Arc::new(Semaphore::new(n))),
         };
         lock(&self.permits).clone_from(&permits);
         let slots = Slots {
@@ -117,7 +118,7 @@ impl Core {
             }
             track.drained.get_or_insert_with(Default::default).clone()
         };
-        if crate::monitor::blocking(|| drained.wait_timeout(grace)) {
+        if drained.wait_until("Server::stop", crate::deadline::deadline(grace)) {
             return 0;
         }
         // Every handler still in flight now is killed: those running at once, those not yet
@@ -134,7 +135,7 @@ impl Core {
         for g in &doomed {
             g.kill_nowait();
         }
-        crate::monitor::blocking(|| drained.wait());
+        drained.wait("Server::stop");
         in_flight
     }
 
@@ -150,7 +151,7 @@ impl Core {
 /// Handed to the serving loop: reserves a handler slot (waiting while the limit is reached).
 pub(crate) struct Slots {
     core: Arc<Core>,
-    permits: Option<Arc<Semphore>>,
+    permits: Option<Arc<Semaphore>>,
 }
 
 impl Slots {
@@ -158,7 +159,7 @@ impl Slots {
     /// once [`Ticket::admit`] is called (after the connection or datagram arrived).
     pub(crate) fn reserve(&self) -> Ticket {
         if let Some(p) = &self.permits {
-            crate::monitor::blocking(|| p.wait());
+            p.acquire_raw();
         }
         Ticket {
             core: self.core.clone(),
@@ -177,7 +178,7 @@ impl Slots {
 /// (when the handler returns, panics or is killed, or if it never ran).
 pub(crate) struct Ticket {
     core: Arc<Core>,
-    permits: Option<Arc<Semphore>>,
+    permits: Option<Arc<Semaphore>>,
     admitted: bool,
     id: Option<u64>,
 }
@@ -223,7 +224,7 @@ impl Drop for Ticket {
             flag.fire();
         }
         if let Some(p) = &self.permits {
-            p.post();
+            p.release();
         }
     }
 }

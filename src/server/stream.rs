@@ -195,10 +195,10 @@ impl Inner {
             };
             backoff.succeeded();
             ticket.admit();
-            if self.nodelay.load(Ordering::Relaxed) {
-                if let Err(e) = conn.set_nodelay(true) {
-                    log::debug!("{}: cannot set TCP_NODELAY for {peer}: {e}", slots.what());
-                }
+            if self.nodelay.load(Ordering::Relaxed)
+                && let Err(e) = conn.set_nodelay(true)
+            {
+                log::debug!("{}: cannot set TCP_NODELAY for {peer}: {e}", slots.what());
             }
             let handler = self.handler.clone();
             let spawned = Builder::new().spawn(move || {

@@ -83,7 +83,9 @@ impl<T: Clone> AsyncResult<T> {
     pub fn get(&self) -> Result<T, Failure> {
         loop {
             // Without a deadline `wait_until` only returns with a value.
-            if let Some(r) = wait_until(&self.state, waiters, None, |s| s.result.clone()) {
+            if let Some(r) = wait_until("AsyncResult::get", &self.state, waiters, None, |s| {
+                s.result.clone()
+            }) {
                 return r;
             }
         }
@@ -91,7 +93,9 @@ impl<T: Clone> AsyncResult<T> {
 
     /// Waits at most `d` for the outcome; `None` if it is still unset.
     pub fn get_timeout(&self, d: Duration) -> Option<Result<T, Failure>> {
-        wait_until(&self.state, waiters, deadline(d), |s| s.result.clone())
+        wait_until("AsyncResult::get", &self.state, waiters, deadline(d), |s| {
+            s.result.clone()
+        })
     }
 
     /// The outcome if it is set, without waiting.

@@ -76,12 +76,17 @@ impl Event {
 
     /// Waits until the flag is set (returns at once if it is).
     pub fn wait(&self) {
-        wait_until(&self.state, waiters, None, |s| s.set.then_some(()));
+        wait_until("Event::wait", &self.state, waiters, None, |s| {
+            s.set.then_some(())
+        });
     }
 
     /// Waits at most `d`; returns whether the flag is set. Never returns `false` early.
     pub fn wait_timeout(&self, d: Duration) -> bool {
-        wait_until(&self.state, waiters, deadline(d), |s| s.set.then_some(())).is_some()
+        wait_until("Event::wait", &self.state, waiters, deadline(d), |s| {
+            s.set.then_some(())
+        })
+        .is_some()
     }
 }
 

@@ -7,9 +7,16 @@
 //!
 //! - [`Event`]: a flag to wait for; [`AsyncResult`]: a one-shot value or error.
 //! - [`Semaphore`], [`BoundedSemaphore`]: counting permits; [`RLock`]: a re-entrant lock.
-//! - [`Mutex`], [`RwLock`], [`Condvar`]: may's cooperative versions of std's, re-exported.
-//!   Use them, not `std::sync`'s, for locks held across a blocking call: a std lock that
-//!   waits blocks the whole worker thread.
+//! - [`Mutex`], [`RwLock`]: may's cooperative versions of std's, re-exported; [`Condvar`]:
+//!   may's, with time-outs that keep the crate's contract. Use them, not `std::sync`'s, for
+//!   locks held across a blocking call: a std lock that waits blocks the whole worker thread.
+//!
+//! # Time-outs
+//!
+//! Every `*_timeout` here keeps the crate's contract: it never returns before its deadline,
+//! never hangs (zero and sub-millisecond time-outs included: zero checks once), and returns
+//! within about 2 ms after the deadline on an idle machine. A time-out too large to represent
+//! (`Duration::MAX`) waits without one.
 //!
 //! # Examples
 //!
@@ -36,6 +43,7 @@
 //! ```
 
 mod async_result;
+mod condvar;
 mod event;
 mod rlock;
 mod semaphore;
@@ -44,8 +52,9 @@ pub(crate) mod waiters;
 pub(crate) use waiters::lock;
 
 pub use async_result::{AsyncResult, Failure};
+pub use condvar::{Condvar, WaitTimeoutResult};
 pub use event::Event;
-pub use may::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub use may::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use rlock::{RLock, RLockGuard};
 pub use semaphore::{
     BoundedSemaphore, OwnedSemaphoreGuard, ReleaseError, Semaphore, SemaphoreGuard,

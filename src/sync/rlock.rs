@@ -89,7 +89,11 @@ impl RLock {
     /// Waits until the lock is free (or already held by the caller) and takes it.
     pub fn lock(&self) -> RLockGuard<'_> {
         let me = me();
-        while wait_until(&self.state, waiters, None, |s| Self::take(s, me)).is_none() {}
+        while wait_until("RLock::lock", &self.state, waiters, None, |s| {
+            Self::take(s, me)
+        })
+        .is_none()
+        {}
         RLockGuard { lock: self }
     }
 
@@ -101,8 +105,10 @@ impl RLock {
     /// Waits at most `d` for the lock.
     pub fn lock_timeout(&self, d: Duration) -> Option<RLockGuard<'_>> {
         let me = me();
-        wait_until(&self.state, waiters, deadline(d), |s| Self::take(s, me))
-            .map(|()| RLockGuard { lock: self })
+        wait_until("RLock::lock", &self.state, waiters, deadline(d), |s| {
+            Self::take(s, me)
+        })
+        .map(|()| RLockGuard { lock: self })
     }
 
     /// Whether anyone holds the lock.

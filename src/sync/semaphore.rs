@@ -90,7 +90,14 @@ impl Semaphore {
 
     /// Waits at most `d` for a permit.
     pub fn acquire_timeout(&self, d: Duration) -> Option<SemaphoreGuard<'_>> {
-        wait_until(&self.state, waiters, deadline(d), take).map(|()| SemaphoreGuard { sem: self })
+        wait_until(
+            "Semaphore::acquire",
+            &self.state,
+            waiters,
+            deadline(d),
+            take,
+        )
+        .map(|()| SemaphoreGuard { sem: self })
     }
 
     /// Waits for a permit that is not tied to a borrow, to move into another greenlet.
@@ -100,7 +107,7 @@ impl Semaphore {
     }
 
     pub(crate) fn acquire_raw(&self) {
-        while wait_until(&self.state, waiters, None, take).is_none() {}
+        while wait_until("Semaphore::acquire", &self.state, waiters, None, take).is_none() {}
     }
 
     /// Adds a permit (waking one waiter) without a guard.

@@ -1,6 +1,7 @@
-//! The one waiting mechanism behind `sync`, `queue` and `pool`: a condition variable over a
-//! std mutex whose waiters park with may's `Blocker` (a greenlet parks, a thread blocks) and
-//! survive kills without losing a wake-up.
+//! The one waiting mechanism behind `sync`, `queue`, `pool` and joins: a condition variable
+//! over a std mutex whose waiters park through the crate's deadline door
+//! ([`crate::deadline::park`]: a greenlet parks, a thread blocks) and survive kills without
+//! losing a wake-up.
 //!
 //! The state lives under a `std::sync::Mutex` that is only held for short, non-blocking
 //! critical sections, never across a park, and never while the last reference to a blocker
@@ -11,20 +12,18 @@
 //! wake-up on to the next waiter, so no notification is lost to a dead greenlet.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use may::sync::Blocker;
+
+pub(crate) use crate::deadline::deadline;
 
 /// Locks a std mutex of the crate's, ignoring poison: a holder that panicked is tolerable,
 /// because every critical section in this crate leaves its data consistent at each step.
 pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A deadline `d` from now; `None` (wait forever) if it cannot be represented.
-pub(crate) fn deadline(d: Duration) -> Option<Instant> {
-    Instant::now().checked_add(d)
 }
 
 /// Parked waiters, in arrival order.
@@ -94,6 +93,7 @@ impl<S> Drop for Registration<'_, S> {
 ///
 /// A kill while parked unwinds from here with no effect on the state and no lost wake-up.
 pub(crate) fn wait_until<S, R>(
+    what: &'static str,
     state: &Mutex<S>,
     waiters: fn(&mut S) -> &mut Waiters,
     deadline: Option<Instant>,
@@ -112,31 +112,69 @@ pub(crate) fn wait_until<S, R>(
             drop(parked);
             return Some(r);
         }
-        let left = match deadline {
-            Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => Some(left),
-                _ => {
-                    if owed {
-                        waiters(&mut guard).notify_one();
-                    }
-                    drop(guard);
-                    drop(parked);
-                    return None;
-                }
-            },
-            None => None,
-        };
-        let blocker = Arc::new(Blocker::new(false));
+        if crate::deadline::left(deadline).is_err() {
+            if owed {
+                waiters(&mut guard).notify_one();
+            }
+            drop(guard);
+            drop(parked);
+            return None;
+        }
+        // `true`: may reports a kill to the door instead of acting on it (see `deadline::park`).
+        let blocker = Arc::new(Blocker::new(true));
         let id = waiters(&mut guard).push(blocker.clone());
         drop(guard);
         drop(parked.take());
         let registration = Registration { state, waiters, id };
-        // Cancel-aware: a kill panics out of here; `registration` then cleans up under the
-        // lock, and `blocker` (declared first) is dropped after it, outside the lock.
-        let _ = blocker.park(left);
+        // A kill unwinds out of here; `registration` then cleans up under the lock, and
+        // `blocker` (declared first) is dropped after it, outside the lock. A time-out is
+        // noticed at the top of the loop.
+        let _ = crate::deadline::park(what, &blocker, deadline);
         std::mem::forget(registration);
         guard = lock(state);
         owed = !waiters(&mut guard).remove(id);
         parked = Some(blocker);
+    }
+}
+
+/// A one-way flag (set once, never cleared) that greenlets and threads wait on: the crate's
+/// join and "done" signals. Kill-safe and time-out-exact, unlike may's `SyncFlag`.
+#[derive(Default)]
+pub(crate) struct Flag {
+    fired: AtomicBool,
+    waiters: Mutex<Waiters>,
+}
+
+fn all(w: &mut Waiters) -> &mut Waiters {
+    w
+}
+
+impl Flag {
+    pub(crate) fn new() -> Flag {
+        Flag::default()
+    }
+
+    pub(crate) fn is_fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub(crate) fn fire(&self) {
+        self.fired.store(true, Ordering::Release);
+        lock(&self.waiters).notify_all();
+    }
+
+    /// Waits until the flag is set or `deadline` passes; `true` if it is set.
+    pub(crate) fn wait_until(&self, what: &'static str, deadline: Option<Instant>) -> bool {
+        self.is_fired()
+            || wait_until(what, &self.waiters, all, deadline, |_| {
+                self.is_fired().then_some(())
+            })
+            .is_some()
+    }
+
+    /// Waits until the flag is set.
+    pub(crate) fn wait(&self, what: &'static str) {
+        while !self.wait_until(what, None) {}
     }
 }

@@ -1,28 +1,30 @@
 //! `Greenlet<T>`, its `Builder`, `spawn`, `spawn_later` and `current` (gevent.greenlet).
 //!
-//! This file holds the crate's only `unsafe`: the call to may's spawn and to may's cancel.
+//! This module holds the crate's `unsafe` calls into may: spawn here, cancel in [`kill`].
+
+mod dump;
+pub(crate) mod kill;
+
+pub(crate) use dump::waiting;
+pub use dump::{Dump, GreenletInfo, GreenletState, WaitInfo, dump, track_waits};
 
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
+use std::panic::Location;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-
-use may::sync::SyncFlag;
 
 use crate::config;
 use crate::error::JoinError;
 use crate::panic;
 use crate::sync::lock;
+use crate::sync::waiters::Flag;
+use kill::{KILLED, KillState, TIMED_OUT};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-// Why a greenlet is asked to stop (`Meta::kill`).
-const NOT_KILLED: u8 = 0;
-const KILLED: u8 = 1;
-const TIMED_OUT: u8 = 2;
 
 // How a greenlet ended (`Meta::outcome`).
 const RUNNING: u8 = 0;
@@ -53,23 +55,33 @@ struct Meta {
     id: u64,
     name: OnceLock<String>,
     co: OnceLock<may::coroutine::Coroutine>,
-    /// `NOT_KILLED`, or the reason of the first kill request.
-    kill: AtomicU8,
+    /// Kill requests and their delivery (see [`kill`]).
+    kill: KillState,
     /// True until the body has returned or unwound; a kill after that is a no-op.
     running: AtomicBool,
     outcome: AtomicU8,
     report_panics: bool,
     /// The address of a local in the greenlet's first frame: its stack lies just below.
     stack_top: AtomicUsize,
-    done: SyncFlag,
+    done: Flag,
     /// Run once `done` has fired; `None` afterwards (then callbacks run at once).
     on_done: Mutex<Option<Vec<Callback>>>,
+    /// Where `spawn` was called, for [`dump`].
+    spawned_at: &'static Location<'static>,
+    /// What the greenlet waits on now, when wait tracking is on ([`track_waits`]).
+    wait: dump::WaitSlot,
 }
 
 struct Slot<T> {
     result: Option<Result<T, JoinError>>,
+    /// A copy of the error the greenlet ended with, for `error()` while a link holds `result`.
+    error: Option<JoinError>,
     links: Vec<Link<T>>,
     finished: bool,
+    /// Set while a link callback borrows `result` (taken out of the slot).
+    lent: bool,
+    /// Callers of `link` and `get` waiting for `result` to be put back.
+    borrowers: crate::sync::waiters::Waiters,
 }
 
 struct Inner<T> {
@@ -109,7 +121,11 @@ impl<T: Send + 'static> Erased for Inner<T> {
 }
 
 impl Meta {
-    fn new(name: Option<String>, report_panics: bool) -> Meta {
+    fn new(
+        name: Option<String>,
+        report_panics: bool,
+        spawned_at: &'static Location<'static>,
+    ) -> Meta {
         let name_cell = OnceLock::new();
         if let Some(name) = name {
             let _ = name_cell.set(name);
@@ -118,13 +134,15 @@ impl Meta {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name: name_cell,
             co: OnceLock::new(),
-            kill: AtomicU8::new(NOT_KILLED),
+            kill: KillState::new(),
             running: AtomicBool::new(true),
             outcome: AtomicU8::new(RUNNING),
             report_panics,
             stack_top: AtomicUsize::new(0),
-            done: SyncFlag::new(),
+            done: Flag::new(),
             on_done: Mutex::new(Some(Vec::new())),
+            spawned_at,
+            wait: dump::WaitSlot::default(),
         }
     }
 
@@ -136,32 +154,8 @@ impl Meta {
         current_id() == Some(self.id)
     }
 
-    /// Asks the greenlet to unwind at its next blocking point. Returns `false` when it had
-    /// already finished.
-    fn request_kill(&self, reason: u8) -> bool {
-        if !self.running.load(Ordering::Acquire) {
-            return false;
-        }
-        let _ = self
-            .kill
-            .compare_exchange(NOT_KILLED, reason, Ordering::AcqRel, Ordering::Acquire);
-        if let Some(co) = self.co.get() {
-            // SAFETY: may marks `cancel` unsafe because it unwinds the target at its next
-            // blocking point and so "drops all the resources the coroutine holds". That is the
-            // unwinding of an ordinary panic, which safe Rust code must already tolerate, and it
-            // is exactly the documented meaning of `kill`. The real hazard is cancelling a
-            // coroutine that has finished: its stale wait registration could then wake an
-            // unrelated coroutine. We only get here while `running` is set, i.e. before our
-            // wrapper's body has returned; the remaining window (the body returning between the
-            // check and this call) leaves registrations that belong to this coroutine alone
-            // (its own park and per-wait blockers), which nothing else waits on.
-            unsafe { co.cancel() };
-        }
-        true
-    }
-
     fn kill_error(&self) -> JoinError {
-        match self.kill.load(Ordering::Acquire) {
+        match self.kill.reason.load(Ordering::Acquire) {
             TIMED_OUT => JoinError::TimedOut,
             _ => JoinError::Killed,
         }
@@ -171,7 +165,7 @@ impl Meta {
     #[track_caller]
     fn join(&self) {
         assert!(!self.is_current(), "a greenlet cannot join itself");
-        crate::monitor::blocking(|| self.done.wait());
+        self.done.wait("Greenlet::join");
     }
 
     fn join_timeout(&self, d: Duration) -> bool {
@@ -182,7 +176,8 @@ impl Meta {
             crate::sleep(d);
             return false;
         }
-        crate::monitor::blocking(|| self.done.wait_timeout(d))
+        self.done
+            .wait_until("Greenlet::join", crate::deadline::deadline(d))
     }
 
     fn kill(&self) -> bool {
@@ -214,6 +209,7 @@ impl Meta {
 
     /// Marks the greenlet done: wakes joiners, then runs the `on_done` callbacks.
     fn complete(&self) {
+        dump::unregister(self.id);
         self.done.fire();
         let callbacks = lock(&self.on_done).take().unwrap_or_default();
         for cb in callbacks {
@@ -226,16 +222,20 @@ impl<T: Send + 'static> Inner<T> {
     /// The body of every greenlet's coroutine.
     fn run<F: FnOnce() -> T>(self: Arc<Self>, f: F) {
         let meta = &self.meta;
+        crate::deadline::mark_worker_thread();
         if let Some(co) = may_current() {
             let _ = meta.co.set(co);
         }
+        // Pairs with the fence in `request_kill`: either it sees `co` and cancels us, or we
+        // see its kill below.
+        fence(Ordering::SeqCst);
         let anchor = 0u8;
         meta.stack_top
             .store(std::ptr::addr_of!(anchor) as usize, Ordering::Relaxed);
         let me = GreenletRef(self.clone());
         crate::monitor::started(&me);
         CURRENT.with(|c| *c.borrow_mut() = Some(Current(me)));
-        let result = if meta.kill.load(Ordering::Acquire) != NOT_KILLED {
+        let result = if meta.kill.requested() {
             // Killed before its first switch: the body never runs (gevent #330). Its captures
             // are released now, before joiners wake, as they would be had it run.
             drop(f);
@@ -275,6 +275,7 @@ impl<T: Send + 'static> Inner<T> {
         self.meta.outcome.store(outcome, Ordering::Release);
         let has_links = {
             let mut slot = lock(&self.slot);
+            slot.error = result.as_ref().err().cloned();
             slot.result = Some(result);
             slot.finished = true;
             !slot.links.is_empty()
@@ -295,11 +296,8 @@ impl<T: Send + 'static> Inner<T> {
     }
 
     fn run_links(&self) {
-        let (links, result) = {
-            let mut slot = lock(&self.slot);
-            (std::mem::take(&mut slot.links), slot.result.take())
-        };
-        let guard = PutBack(&self.slot, result);
+        let links = std::mem::take(&mut lock(&self.slot).links);
+        let guard = borrow_result(&self.slot);
         if let Some(result) = &guard.1 {
             for link in links {
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| link(result))) {
@@ -318,6 +316,15 @@ impl<T: Send + 'static> Inner<T> {
 
 fn may_current() -> Option<may::coroutine::Coroutine> {
     may::coroutine::is_coroutine().then(may::coroutine::current)
+}
+
+/// Runs `f` with the calling greenlet's [`Meta`]; `None` on a plain thread or a raw may
+/// coroutine.
+fn with_current_meta<R>(f: impl FnOnce(&Meta) -> R) -> Option<R> {
+    if !may::coroutine::is_coroutine() {
+        return None;
+    }
+    CURRENT.with(|c| c.borrow().as_ref().map(|g| f(g.0.0.meta())))
 }
 
 pub(crate) fn current_id() -> Option<u64> {
@@ -424,9 +431,17 @@ impl<T: Send + 'static> Greenlet<T> {
     #[track_caller]
     pub fn get(self) -> Result<T, JoinError> {
         self.join();
-        lock(&self.inner.slot)
-            .result
-            .take()
+        // A link callback may still hold the result (links on a finished greenlet run on
+        // their caller): wait for it to be put back.
+        let result = crate::sync::waiters::wait_until(
+            "Greenlet::get",
+            &self.inner.slot,
+            borrowers,
+            None,
+            |s| (!s.lent).then(|| s.result.take()),
+        );
+        result
+            .flatten()
             .expect("a joined greenlet holds its result")
     }
 
@@ -449,12 +464,7 @@ impl<T: Send + 'static> Greenlet<T> {
         if !self.ready() {
             return None;
         }
-        lock(&self.inner.slot)
-            .result
-            .as_ref()?
-            .as_ref()
-            .err()
-            .cloned()
+        lock(&self.inner.slot).error.clone()
     }
 
     /// Kills the greenlet and waits until it is gone.
@@ -515,8 +525,7 @@ impl<T: Send + 'static> Greenlet<T> {
             }
         }
         self.join();
-        let taken = lock(&self.inner.slot).result.take();
-        let guard = PutBack(&self.inner.slot, taken);
+        let guard = borrow_result(&self.inner.slot);
         if let Some(result) = &guard.1 {
             f(result);
         }
@@ -549,12 +558,31 @@ impl<T: Send + 'static> Greenlet<T> {
     }
 }
 
-/// Puts a link's borrowed result back into its slot, also if the link panics.
+fn borrowers<T>(s: &mut Slot<T>) -> &mut crate::sync::waiters::Waiters {
+    &mut s.borrowers
+}
+
+/// Lends the result to a link callback, waiting while another callback holds it (links from
+/// several threads on a finished greenlet run one at a time, each with the result).
+fn borrow_result<T>(slot: &Mutex<Slot<T>>) -> PutBack<'_, T> {
+    let result = crate::sync::waiters::wait_until("Greenlet::get", slot, borrowers, None, |s| {
+        (!s.lent).then(|| {
+            s.lent = true;
+            s.result.take()
+        })
+    });
+    PutBack(slot, result.flatten())
+}
+
+/// Puts a link's borrowed result back into its slot, also if the link panics or is killed.
 struct PutBack<'a, T>(&'a Mutex<Slot<T>>, Option<Result<T, JoinError>>);
 
 impl<T> Drop for PutBack<'_, T> {
     fn drop(&mut self) {
-        lock(self.0).result = self.1.take();
+        let mut slot = lock(self.0);
+        slot.result = self.1.take();
+        slot.lent = false;
+        slot.borrowers.notify_one();
     }
 }
 
@@ -754,6 +782,7 @@ impl Builder {
     /// An [`io::ErrorKind::OutOfMemory`] error when its stack cannot be allocated: too many
     /// live greenlets for `vm.max_map_count`, or too little address space. The message says
     /// what to change. Nothing is left running.
+    #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> io::Result<Greenlet<T>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -761,11 +790,14 @@ impl Builder {
     {
         config::ensure_started();
         let inner = Arc::new(Inner {
-            meta: Meta::new(self.name, self.report_panics),
+            meta: Meta::new(self.name, self.report_panics, Location::caller()),
             slot: Mutex::new(Slot {
                 result: None,
+                error: None,
                 links: Vec::new(),
                 finished: false,
+                lent: false,
+                borrowers: Default::default(),
             }),
         });
         let mut builder = may::coroutine::Builder::new();
@@ -773,7 +805,11 @@ impl Builder {
             builder = builder.stack_size(config::stack_words(bytes));
         }
         let theirs = inner.clone();
-        raw_spawn(builder, move || theirs.run(f))?;
+        dump::register(&(inner.clone() as Arc<dyn Erased>));
+        if let Err(e) = raw_spawn(builder, move || theirs.run(f)) {
+            dump::unregister(inner.meta.id);
+            return Err(e);
+        }
         Ok(Greenlet { inner })
     }
 }

@@ -1,0 +1,147 @@
+//! The one door for deadlines: every timed wait of the crate turns its deadline into what may
+//! is given here, and every park of the crate goes through [`park`].
+//!
+//! may 0.3.51 stores a park's time-out in whole milliseconds with 0 meaning "forever"
+//! (`docs/upstream.md`, item 1): a time-out under 1 ms parks forever and a longer one wakes up
+//! to 1 ms early. And a greenlet woken by may's timer runs on may's timer thread until it next
+//! parks (item 2), where its work would delay every other timer in the process. So here:
+//!
+//! - a deadline that has passed (a zero time-out) means "check once, then time out": nothing is
+//!   parked;
+//! - a deadline too far away to represent (`Duration::MAX`) means "no deadline";
+//! - any other time-out handed to may is rounded **up** to whole milliseconds (at least 1 ms,
+//!   at most [`MAX_CHUNK`]), and the wait loops until the real deadline has passed;
+//! - after a timer wakes a greenlet on a thread that is not a worker, the greenlet yields once
+//!   ([`leave_timer_thread`]) so its code runs on a worker again.
+//!
+//! The contract every timed API of the crate states: **a timed wait never returns before its
+//! deadline, never hangs, and on an idle machine returns within about 2 ms after it.**
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use may::coroutine::ParkError;
+use may::sync::Blocker;
+
+/// The longest single time-out handed to may; longer waits are made of several. Keeps may's
+/// timer arithmetic (`now + nanos`) far from overflow.
+pub(crate) const MAX_CHUNK: Duration = Duration::from_secs(3600);
+
+/// A deadline `d` from now; `None` (no deadline) if it cannot be represented. A zero `d` gives
+/// a deadline that has already passed: the wait checks once and times out.
+pub(crate) fn deadline(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
+}
+
+/// What may is given for a wait of `left`: whole milliseconds, rounded up, at least 1 ms (may
+/// treats anything under 1 ms as "forever") and at most [`MAX_CHUNK`].
+pub(crate) fn may_timeout(left: Duration) -> Duration {
+    let ms = left.as_nanos().div_ceil(1_000_000).max(1);
+    let ms = u64::try_from(ms).unwrap_or(u64::MAX);
+    Duration::from_millis(ms).min(MAX_CHUNK)
+}
+
+/// What may is given for a socket time-out `d` (`set_read_timeout`, `connect_timeout`):
+/// whole milliseconds, rounded up, at least 1 ms. A time-out over [`MAX_IO_TIMEOUT`] is
+/// treated as none, which keeps may's `now + d` arithmetic from overflowing.
+pub(crate) fn may_io_timeout(d: Option<Duration>) -> Option<Duration> {
+    d.filter(|d| *d <= MAX_IO_TIMEOUT).map(|d| {
+        let ms = d.as_nanos().div_ceil(1_000_000).max(1);
+        Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    })
+}
+
+/// The longest socket time-out that is kept; longer ones mean "no time-out" (a year).
+pub(crate) const MAX_IO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Time left before `deadline`: `Ok(None)` for no deadline, `Err(())` once it has passed.
+#[allow(clippy::result_unit_err)]
+pub(crate) fn left(deadline: Option<Instant>) -> Result<Option<Duration>, ()> {
+    match deadline {
+        None => Ok(None),
+        Some(d) => match d.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(Some(left)),
+            _ => Err(()),
+        },
+    }
+}
+
+/// How [`park`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Parked {
+    /// Unparked (possibly spuriously: the caller re-checks its condition).
+    Woken,
+    /// The deadline has passed.
+    TimedOut,
+}
+
+/// Parks on `blocker` until it is unparked or `deadline` passes.
+///
+/// `blocker` must have been made with `Blocker::new(true)`: may then reports a kill as
+/// `ParkError::Canceled` instead of acting on it itself, and the kill is handled here, once
+/// (see `greenlet::kill`): the first one unwinds the greenlet, and a wait made while that
+/// unwinding runs destructors parks normally.
+///
+/// Never returns `TimedOut` before the deadline; with no deadline it never returns `TimedOut`.
+pub(crate) fn park(what: &'static str, blocker: &Blocker, deadline: Option<Instant>) -> Parked {
+    loop {
+        let Ok(left) = left(deadline) else {
+            return Parked::TimedOut;
+        };
+        let r =
+            crate::monitor::blocking_until(what, deadline, || blocker.park(left.map(may_timeout)));
+        leave_timer_thread();
+        match r {
+            Ok(()) => return Parked::Woken,
+            // Early (may's wake-up can precede the deadline) or on time: the loop decides.
+            Err(ParkError::Timeout) => {}
+            Err(ParkError::Canceled) => crate::greenlet::kill::cancelled(),
+        }
+    }
+}
+
+thread_local! {
+    /// Set on the threads where a greenlet has started: may's workers. may's timer thread
+    /// never starts one (a new coroutine is always queued to a worker).
+    static WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread as a worker (called as each greenlet starts).
+pub(crate) fn mark_worker_thread() {
+    WORKER.with(|w| w.set(true));
+}
+
+/// Inside a greenlet woken on a thread that is not a worker (may's timer thread runs the
+/// coroutines whose timer fired), yields once so that it continues on a worker.
+#[inline]
+pub(crate) fn leave_timer_thread() {
+    if may::coroutine::is_coroutine() && !WORKER.with(Cell::get) {
+        may::coroutine::yield_now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn may_timeouts_round_up_to_whole_milliseconds() {
+        let us = Duration::from_micros;
+        assert_eq!(may_timeout(Duration::ZERO), us(1000));
+        assert_eq!(may_timeout(us(1)), us(1000));
+        assert_eq!(may_timeout(us(999)), us(1000));
+        assert_eq!(may_timeout(us(1000)), us(1000));
+        assert_eq!(may_timeout(us(1001)), us(2000));
+        assert_eq!(may_timeout(us(1500)), us(2000));
+        assert_eq!(may_timeout(Duration::MAX), MAX_CHUNK);
+    }
+
+    #[test]
+    fn deadlines() {
+        assert!(deadline(Duration::MAX).is_none());
+        assert_eq!(left(None), Ok(None));
+        assert_eq!(left(deadline(Duration::ZERO)), Err(()));
+        let l = left(deadline(Duration::from_secs(5))).unwrap().unwrap();
+        assert!(l > Duration::from_secs(4) && l <= Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,205 @@
+//! Kills that never abort: how a kill is delivered to a greenlet, once.
+//!
+//! A kill is a request ([`Meta::request_kill`]) and a delivery. The request records the
+//! reason and, for a greenlet that has started, calls may's `Coroutine::cancel`, which sets
+//! may's cancel flag and wakes the greenlet if it is parked. The first blocking point that
+//! sees the flag delivers the kill: the greenlet unwinds, and its destructors run.
+//!
+//! may leaves its flag set while the greenlet unwinds (`docs/upstream.md`, item 4): every wait
+//! in a destructor would then end at once, and may's own `SyncFlag`, `Mutex`, `Condvar` and
+//! `Semphore` would panic a second time, which aborts the process. So here a kill is delivered
+//! **once**: when its unwind starts (seen by the crate's park, or by the panic hook when may
+//! raised it), the flag is cleared, and nothing re-sends it. Waits made by destructors then
+//! park normally, whatever primitive they use.
+//!
+//! The only public way to clear may's flag is the end of a `WaitIo::wait_io`: with the flag
+//! set, `wait_io` returns at once and clears it; with a cancel on its way, it parks until the
+//! cancel wakes it, and clears it then. [`clear_cancel_flag`] uses a private, never-ready
+//! descriptor for that, and is only called when a cancel has been sent and not yet cleared.
+
+use std::panic::resume_unwind;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering, fence};
+
+use super::Meta;
+
+// Why a greenlet is asked to stop (`Meta::kill`).
+pub(super) const NOT_KILLED: u8 = 0;
+pub(super) const KILLED: u8 = 1;
+pub(super) const TIMED_OUT: u8 = 2;
+
+// Whether the winning kill request sent may's cancel (`KillState::cancel`).
+const UNDECIDED: u8 = 0;
+const NO_CANCEL: u8 = 1;
+const SENT: u8 = 2;
+
+/// A greenlet's kill bookkeeping.
+pub(super) struct KillState {
+    /// `NOT_KILLED`, or the reason of the first kill request.
+    pub(super) reason: AtomicU8,
+    /// Set by the first kill request once it knows whether it sends may's cancel.
+    cancel: AtomicU8,
+    /// Set by the greenlet when its kill's unwind has started.
+    delivered: AtomicBool,
+    /// Set by the greenlet once it has cleared may's flag after a sent cancel.
+    cleared: AtomicBool,
+}
+
+impl KillState {
+    pub(super) fn new() -> KillState {
+        KillState {
+            reason: AtomicU8::new(NOT_KILLED),
+            cancel: AtomicU8::new(UNDECIDED),
+            delivered: AtomicBool::new(false),
+            cleared: AtomicBool::new(false),
+        }
+    }
+
+    pub(super) fn requested(&self) -> bool {
+        self.reason.load(Ordering::SeqCst) != NOT_KILLED
+    }
+}
+
+impl Meta {
+    /// Asks the greenlet to unwind at its next blocking point. Returns `false` when it had
+    /// already finished. Only the first request acts; later ones find it already asked.
+    pub(super) fn request_kill(&self, reason: u8) -> bool {
+        if !self.running.load(Ordering::Acquire) {
+            return false;
+        }
+        let won = self
+            .kill
+            .reason
+            .compare_exchange(NOT_KILLED, reason, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        if !won {
+            return true;
+        }
+        // Pairs with the fence in `Inner::run`: either the greenlet sees the kill before its
+        // body starts, or we see its coroutine here and cancel it.
+        fence(Ordering::SeqCst);
+        match self.co.get() {
+            Some(co) => {
+                self.kill.cancel.store(SENT, Ordering::SeqCst);
+                // SAFETY: may marks `cancel` unsafe because it unwinds the target at its next
+                // blocking point and so "drops all the resources the coroutine holds". That is
+                // the unwinding of an ordinary panic, which safe Rust code must already
+                // tolerate, and it is the documented meaning of `kill`. The real hazard is
+                // cancelling a coroutine that has finished: its stale wait registration could
+                // then wake an unrelated coroutine. We only get here while `running` is set,
+                // i.e. before our wrapper's body has returned; the remaining window (the body
+                // returning between the check and this call) leaves registrations that belong
+                // to this coroutine alone (its own park and per-wait blockers), which nothing
+                // else waits on.
+                unsafe { co.cancel() };
+            }
+            None => self.kill.cancel.store(NO_CANCEL, Ordering::SeqCst),
+        }
+        true
+    }
+
+    /// Clears may's cancel flag if a cancel was sent to this greenlet and not yet cleared.
+    /// Called by the greenlet itself.
+    fn absorb_cancel(&self) {
+        let mut state = self.kill.cancel.load(Ordering::SeqCst);
+        while state == UNDECIDED && self.kill.requested() {
+            // The killer is between its two stores, a few instructions away.
+            std::thread::yield_now();
+            state = self.kill.cancel.load(Ordering::SeqCst);
+        }
+        if state == SENT && !self.kill.cleared.swap(true, Ordering::SeqCst) {
+            clear_cancel_flag();
+        }
+    }
+
+    /// Starts the unwind of the kill. Never returns.
+    fn deliver(&self) -> ! {
+        self.kill.delivered.store(true, Ordering::SeqCst);
+        self.absorb_cancel();
+        resume_unwind(Box::new(generator::Error::Cancel))
+    }
+}
+
+/// Called by the crate's park when may reports a cancel: delivers the kill, or, when it is
+/// already being delivered (a destructor waits during the unwind), clears may's flag so that
+/// the wait can park.
+pub(crate) fn cancelled() {
+    let found = super::with_current_meta(|m| {
+        if m.kill.delivered.load(Ordering::SeqCst) {
+            m.absorb_cancel();
+        } else {
+            m.deliver();
+        }
+    });
+    if found.is_none() {
+        // A coroutine that is not a greenlet (may used directly): unwind as may would.
+        resume_unwind(Box::new(generator::Error::Cancel));
+    }
+}
+
+/// Delivers a kill that was requested but not yet delivered (for blocking points that may
+/// left without reporting the cancel). Cheap when there is none: one coroutine-local lookup.
+pub(crate) fn check() {
+    let pending = super::with_current_meta(|m| {
+        m.kill.requested() && !m.kill.delivered.load(Ordering::SeqCst)
+    });
+    if pending == Some(true) {
+        super::with_current_meta(|m| m.deliver());
+    }
+}
+
+/// Called by the panic hook when may raised its cancel unwind in a greenlet: the kill is
+/// delivered, and may's flag (set, or the cancel would not have been raised) is cleared.
+pub(crate) fn unwind_started() {
+    super::with_current_meta(|m| {
+        m.kill.delivered.store(true, Ordering::SeqCst);
+        m.absorb_cancel();
+    });
+}
+
+/// For a blocking point that caught a kill's unwind to report it as an error (`monkey`'s C
+/// hooks, which cannot unwind into C): the kill is sent again, so the greenlet's next
+/// blocking point delivers it.
+#[cfg_attr(not(all(feature = "monkey", target_os = "linux")), allow(dead_code))]
+pub(crate) fn redeliver() {
+    super::with_current_meta(|m| {
+        m.kill.delivered.store(false, Ordering::SeqCst);
+        m.kill.cleared.store(false, Ordering::SeqCst);
+        if let Some(co) = m.co.get() {
+            m.kill.cancel.store(SENT, Ordering::SeqCst);
+            // SAFETY: as in `request_kill`; the coroutine is the running one.
+            unsafe { co.cancel() };
+        }
+    });
+}
+
+/// Clears may's cancel flag of the running coroutine: a `wait_io` on a pipe that never
+/// becomes ready returns at once when the flag is set (or parks until the cancel being sent
+/// wakes it) and clears the flag as it returns.
+fn clear_cancel_flag() {
+    use may::io::WaitIo;
+    let (reader, writer) = match std::io::pipe() {
+        Ok(pipe) => pipe,
+        Err(e) => {
+            log::error!(
+                "cannot clear a kill's cancel flag (pipe: {e}); waits in destructors may end early"
+            );
+            return;
+        }
+    };
+    let io = match may::io::CoIo::new(reader) {
+        Ok(io) => io,
+        Err(e) => {
+            log::error!(
+                "cannot clear a kill's cancel flag ({}); waits in destructors may end early",
+                std::io::Error::from(e)
+            );
+            return;
+        }
+    };
+    let _ = io.wait_io();
+    // When `wait_io` returned without parking, may left its "Canceled" result in the
+    // coroutine's parameter slot: take it, or the next park would read it as a kill.
+    let _ = generator::co_get_yield::<std::io::Error>();
+    drop(io);
+    drop(writer);
+}

@@ -112,11 +112,49 @@ pub(crate) fn mark_worker_thread() {
 }
 
 /// Inside a greenlet woken on a thread that is not a worker (may's timer thread runs the
-/// coroutines whose timer fired), yields once so that it continues on a worker.
+/// coroutines whose timer fired), moves the greenlet to a worker that is free to run it, so
+/// that none of its code runs on the timer thread.
+///
+/// A plain yield would queue it to the workers in turn (may's `schedule_global`), possibly
+/// behind a greenlet that computes. Instead it parks, and a tiny coroutine is queued to each
+/// worker: the first one to run wakes it from that worker, which queues it there (a queue
+/// the other workers can steal from). Costs one spawn per worker, only on timer wake-ups.
 #[inline]
 pub(crate) fn leave_timer_thread() {
     if may::coroutine::is_coroutine() && !WORKER.with(Cell::get) {
+        hop_to_a_worker();
+    }
+}
+
+#[cold]
+fn hop_to_a_worker() {
+    let workers = may::config().get_workers();
+    if workers <= 1 {
         may::coroutine::yield_now();
+        return;
+    }
+    let hop = std::sync::Arc::new((
+        std::sync::atomic::AtomicBool::new(false),
+        Blocker::new(true),
+    ));
+    let mut queued = 0;
+    for worker in 0..workers {
+        let hop = hop.clone();
+        let wake = move || {
+            if !hop.0.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                hop.1.unpark();
+            }
+        };
+        if crate::greenlet::spawn_on_worker(worker, wake) {
+            queued += 1;
+        }
+    }
+    if queued == 0 {
+        may::coroutine::yield_now();
+        return;
+    }
+    if let Err(ParkError::Canceled) = hop.1.park(None) {
+        crate::greenlet::kill::cancelled();
     }
 }
 

@@ -124,7 +124,10 @@ impl Meta {
 /// the wait can park.
 pub(crate) fn cancelled() {
     let found = super::with_current_meta(|m| {
-        if m.kill.delivered.load(Ordering::SeqCst) {
+        // `thread::panicking()`: the kill's unwind has started but the crate's panic hook did
+        // not see it (another hook was installed on top of the crate's).
+        if m.kill.delivered.load(Ordering::SeqCst) || std::thread::panicking() {
+            m.kill.delivered.store(true, Ordering::SeqCst);
             m.absorb_cancel();
         } else {
             m.deliver();

@@ -360,6 +360,32 @@ where
     }
 }
 
+/// Runs one empty coroutine to completion, so that generator installs its panic hook (which
+/// hides may's kill unwinds from the hooks installed before it) before the crate installs
+/// its own on top. Called once, while the runtime starts.
+pub(crate) fn run_first_coroutine() {
+    // SAFETY: as in `raw_spawn`; the closure touches no thread-local and returns at once.
+    let spawned = unsafe { may::coroutine::Builder::new().spawn(|| ()) };
+    match spawned {
+        Ok(h) => {
+            let _ = h.join();
+        }
+        Err(e) => log::warn!("cannot start the first coroutine: {e}"),
+    }
+}
+
+/// Queues a tiny coroutine running `f` (which must not block) to worker `worker`'s queue.
+/// Returns `false` if it could not be spawned.
+pub(crate) fn spawn_on_worker(worker: usize, f: impl FnOnce() + Send + 'static) -> bool {
+    // SAFETY: as in `raw_spawn`; `f` touches no thread-local and never blocks.
+    let spawned = panic::quietly(|| {
+        catch_unwind(AssertUnwindSafe(|| unsafe {
+            may::coroutine::Builder::new().id(worker).spawn(f)
+        }))
+    });
+    matches!(spawned, Ok(Ok(_)))
+}
+
 fn stack_error(cause: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::OutOfMemory,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use greenlet::net::{TcpListener, TcpStream};
 
 pub mod proc_status;
+pub mod watchdog;
 
 /// `Duration::from_millis`, short.
 pub fn ms(n: u64) -> Duration {

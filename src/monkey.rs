@@ -176,9 +176,9 @@ pub unsafe extern "C" fn clock_nanosleep(
             d
         };
         // A kill unwinds with a panic, which must not cross this C boundary (Rust would abort
-        // the process). Catch it and end the call early; may's cancel flag stays set, so the
+        // the process). Catch it and end the call early; the kill is sent again, so the
         // greenlet unwinds at its next blocking point in Rust code.
-        let slept = std::panic::catch_unwind(|| crate::sleep(d));
+        let slept = catch_kill(|| crate::sleep(d));
         if !rem.is_null() && flags & libc::TIMER_ABSTIME == 0 {
             // SAFETY: the caller passes null or a writable `timespec` for `rem`. Nothing is
             // left to sleep either way, so std's retry loop on EINTR stops.
@@ -338,7 +338,7 @@ where
             } else {
                 coio.set_read_timeout(timeout)
             };
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let r = catch_kill(std::panic::AssertUnwindSafe(|| {
                 crate::monitor::blocking("monkey socket wait", || op(&mut coio))
             }));
             drop(coio);
@@ -358,15 +358,15 @@ where
             };
             fail(code)
         }
-        Err(_killed) => killed(),
+        Err(()) => fail(libc::ECANCELED),
     }
 }
 
-/// A kill's unwind cannot cross into C: the hook fails with `ECANCELED`, and the kill is sent
-/// again so that the greenlet's next blocking point (back in Rust) delivers it.
-fn killed() -> isize {
-    crate::greenlet::kill::redeliver();
-    fail(libc::ECANCELED)
+/// Runs `f`, a wait inside a C hook. A kill's unwind cannot cross into C: it is caught here
+/// (`Err`, and the hook fails with `ECANCELED` or `EINTR`), and the kill is sent again so that
+/// the greenlet's next blocking point, back in Rust, delivers it.
+fn catch_kill<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, ()> {
+    std::panic::catch_unwind(f).map_err(|_| crate::greenlet::kill::redeliver())
 }
 
 /// `recv(2)`: cooperative on blocking sockets inside greenlets after [`patch_all`].
@@ -556,8 +556,7 @@ fn wait_ready(fd: c_int, events: libc::c_short, timeout: Option<Duration>) -> Re
         let nap = deadline.map_or(pause, |d| {
             pause.min(d.saturating_duration_since(std::time::Instant::now()))
         });
-        if std::panic::catch_unwind(|| crate::sleep(nap)).is_err() {
-            crate::greenlet::kill::redeliver();
+        if catch_kill(|| crate::sleep(nap)).is_err() {
             return Err(libc::ECANCELED);
         }
         pause = (pause * 2).min(Duration::from_millis(10));
@@ -792,8 +791,8 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout_m
         let nap = deadline.map_or(pause, |d| {
             pause.min(d.saturating_duration_since(std::time::Instant::now()))
         });
-        if std::panic::catch_unwind(|| crate::sleep(nap)).is_err() {
-            return killed() as c_int;
+        if catch_kill(|| crate::sleep(nap)).is_err() {
+            return fail(libc::ECANCELED);
         }
         pause = (pause * 2).min(Duration::from_millis(10));
     }

@@ -29,26 +29,17 @@ use crate::greenlet::{Builder, Greenlet, current};
 /// assert!(start.elapsed() >= Duration::from_millis(5));
 /// ```
 pub fn sleep(d: Duration) {
-    let start = Instant::now();
-    let deadline = start.checked_add(d);
-    let mut left = d;
-    loop {
-        // may's sleep timer is exact (nanoseconds); chunks keep its `now + d` arithmetic far
-        // from overflow, so `Duration::MAX` sleeps until killed.
-        let chunk = left.min(crate::deadline::MAX_CHUNK);
-        let began = Instant::now();
-        crate::monitor::blocking_until("sleep", deadline, || may::coroutine::sleep(chunk));
-        crate::deadline::leave_timer_thread();
-        if began.elapsed() < chunk && may::coroutine::is_coroutine() {
-            // Woken before its timer: a kill that may did not raise (see `greenlet::kill`).
-            crate::greenlet::kill::check();
-        }
-        let slept = start.elapsed();
-        if slept >= d {
-            return;
-        }
-        left = d - slept;
+    if !may::coroutine::is_coroutine() {
+        return std::thread::sleep(d);
     }
+    if d.is_zero() {
+        return yield_now();
+    }
+    // Only the crate's timer (or a kill) unparks this blocker; a `None` deadline
+    // (`Duration::MAX`) sleeps until the greenlet is killed.
+    let deadline = crate::deadline::deadline(d);
+    let blocker = std::sync::Arc::new(may::sync::Blocker::new(true));
+    while crate::deadline::park("sleep", &blocker, deadline) == crate::deadline::Parked::Woken {}
 }
 
 /// Lets the other runnable greenlets on this worker run, then continues (gevent's `sleep(0)`).

@@ -187,7 +187,7 @@ fn huge_durations_mean_no_deadline() {
         assert!(other.get().unwrap() < ms(500));
         assert!(!forever.join_timeout(ms(50)));
         assert!(forever.kill());
-        assert!(Event::new().wait_timeout(ms(1)) == false);
+        assert!(!Event::new().wait_timeout(ms(1)));
         assert!(t.elapsed() < Duration::from_secs(5));
     });
 }

@@ -124,10 +124,9 @@ impl Meta {
 /// the wait can park.
 pub(crate) fn cancelled() {
     let found = super::with_current_meta(|m| {
-        // `thread::panicking()`: the kill's unwind has started but the crate's panic hook did
-        // not see it (another hook was installed on top of the crate's).
-        if m.kill.delivered.load(Ordering::SeqCst) || std::thread::panicking() {
-            m.kill.delivered.store(true, Ordering::SeqCst);
+        // Not `thread::panicking()`: that is per OS thread, and another greenlet unwinding on
+        // this worker (parked in a destructor) would make it true here.
+        if m.kill.delivered.load(Ordering::SeqCst) {
             m.absorb_cancel();
         } else {
             m.deliver();
@@ -136,17 +135,6 @@ pub(crate) fn cancelled() {
     if found.is_none() {
         // A coroutine that is not a greenlet (may used directly): unwind as may would.
         resume_unwind(Box::new(generator::Error::Cancel));
-    }
-}
-
-/// Delivers a kill that was requested but not yet delivered (for blocking points that may
-/// left without reporting the cancel). Cheap when there is none: one coroutine-local lookup.
-pub(crate) fn check() {
-    let pending = super::with_current_meta(|m| {
-        m.kill.requested() && !m.kill.delivered.load(Ordering::SeqCst)
-    });
-    if pending == Some(true) {
-        super::with_current_meta(|m| m.deliver());
     }
 }
 

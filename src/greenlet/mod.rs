@@ -377,10 +377,10 @@ pub(crate) fn run_first_coroutine() {
 /// Queues a tiny coroutine running `f` (which must not block) to worker `worker`'s queue.
 /// Returns `false` if it could not be spawned.
 pub(crate) fn spawn_on_worker(worker: usize, f: impl FnOnce() + Send + 'static) -> bool {
-    // SAFETY: as in `raw_spawn`; `f` touches no thread-local and never blocks.
     let spawned = panic::quietly(|| {
-        catch_unwind(AssertUnwindSafe(|| unsafe {
-            may::coroutine::Builder::new().id(worker).spawn(f)
+        catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: as in `raw_spawn`; `f` touches no thread-local and never blocks.
+            unsafe { may::coroutine::Builder::new().id(worker).spawn(f) }
         }))
     });
     matches!(spawned, Ok(Ok(_)))

@@ -17,7 +17,10 @@
 //! The contract every timed API of the crate states: **a timed wait never returns before its
 //! deadline, never hangs, and on an idle machine returns within about 2 ms after it.**
 
+mod timer;
+
 use std::cell::Cell;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use may::coroutine::ParkError;
@@ -82,16 +85,33 @@ pub(crate) enum Parked {
 /// (see `greenlet::kill`): the first one unwinds the greenlet, and a wait made while that
 /// unwinding runs destructors parks normally.
 ///
-/// Never returns `TimedOut` before the deadline; with no deadline it never returns `TimedOut`.
-pub(crate) fn park(what: &'static str, blocker: &Blocker, deadline: Option<Instant>) -> Parked {
+/// The deadline is kept by the crate's own [`timer`] (nanosecond precision, greenlets woken
+/// on a worker). Never returns `TimedOut` before the deadline; with no deadline it never
+/// returns `TimedOut`.
+pub(crate) fn park(
+    what: &'static str,
+    blocker: &Arc<Blocker>,
+    deadline: Option<Instant>,
+) -> Parked {
     loop {
         let Ok(left) = left(deadline) else {
             return Parked::TimedOut;
         };
-        let r =
-            crate::monitor::blocking_until(what, deadline, || blocker.park(left.map(may_timeout)));
+        let armed = deadline.and_then(|d| timer::arm(d, blocker));
+        // Without the timer thread (it could not be started), may keeps the time-out.
+        let may_left = if armed.is_some() {
+            None
+        } else {
+            left.map(may_timeout)
+        };
+        let r = crate::monitor::blocking_until(what, deadline, || blocker.park(may_left));
+        if let Some(armed) = armed {
+            timer::disarm(armed);
+        }
         leave_timer_thread();
         match r {
+            // By a notifier or by the timer: the caller re-checks its condition, then calls
+            // again, and the deadline check above ends the wait.
             Ok(()) => return Parked::Woken,
             // Early (may's wake-up can precede the deadline) or on time: the loop decides.
             Err(ParkError::Timeout) => {}
@@ -129,33 +149,53 @@ pub(crate) fn leave_timer_thread() {
 #[cold]
 fn hop_to_a_worker() {
     let workers = may::config().get_workers();
-    if workers <= 1 {
-        may::coroutine::yield_now();
-        return;
-    }
-    let hop = std::sync::Arc::new((
-        std::sync::atomic::AtomicBool::new(false),
-        Blocker::new(true),
-    ));
-    let mut queued = 0;
-    for worker in 0..workers {
-        let hop = hop.clone();
-        let wake = move || {
-            if !hop.0.swap(true, std::sync::atomic::Ordering::AcqRel) {
-                hop.1.unpark();
+    // A wake-up that came before the park leaves the greenlet where it was: try again (rare:
+    // each helper first lets its worker run what it has queued).
+    for _ in 0..8 {
+        if workers <= 1 {
+            may::coroutine::yield_now();
+            return;
+        }
+        let parked = std::sync::Arc::new(Blocker::new(true));
+        // 0: still spawning the helpers; 1: about to park; 2: a helper has taken the wake-up.
+        let stage = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let mut queued = 0;
+        for worker in 0..workers {
+            let (parked, stage) = (parked.clone(), stage.clone());
+            let wake = move || {
+                use std::sync::atomic::Ordering::AcqRel;
+                // Let the greenlet reach its park first: an earlier unpark would not move it.
+                for _ in 0..10_000 {
+                    if stage.load(std::sync::atomic::Ordering::Acquire) != 0 {
+                        break;
+                    }
+                    may::coroutine::yield_now();
+                }
+                may::coroutine::yield_now();
+                if stage
+                    .compare_exchange(1, 2, AcqRel, std::sync::atomic::Ordering::Acquire)
+                    .is_ok()
+                {
+                    parked.unpark();
+                }
+            };
+            if crate::greenlet::spawn_on_worker(worker, wake) {
+                queued += 1;
             }
-        };
-        if crate::greenlet::spawn_on_worker(worker, wake) {
-            queued += 1;
+        }
+        if queued == 0 {
+            may::coroutine::yield_now();
+            return;
+        }
+        stage.store(1, std::sync::atomic::Ordering::Release);
+        if let Err(ParkError::Canceled) = parked.park(None) {
+            crate::greenlet::kill::cancelled();
+        }
+        if WORKER.with(Cell::get) {
+            return;
         }
     }
-    if queued == 0 {
-        may::coroutine::yield_now();
-        return;
-    }
-    if let Err(ParkError::Canceled) = hop.1.park(None) {
-        crate::greenlet::kill::cancelled();
-    }
+    may::coroutine::yield_now();
 }
 
 #[cfg(test)]

@@ -6,9 +6,17 @@
 //!   queue of 1,024 (greenlet `Queue`, tokio `mpsc::channel`, std `sync_channel`). Throughput
 //!   is in items.
 //! - `semaphore`: one uncontended acquire + release.
+//! - `ping_pong_timeout`: one round trip between two tasks over a pair of queues, both sides
+//!   waiting with a 1 s time-out that never expires (greenlet `Queue::get_timeout`, tokio
+//!   `timeout(recv())`); compare with `spawn`'s `ping_pong`.
+//! - `wait_timeout_1ms`: timed waits that expire (greenlet `Event::wait_timeout(1 ms)` on an
+//!   unset event, tokio `timeout(1 ms, Notify::notified())`): `per_call` in one task, `many`
+//!   as 1,000 tasks at once.
+//! - `sleep`: `sleep(1 ms)`, `sleep(0)` and `yield_now`, each one after another in one task.
+//! - `sleep_many/1000`: 1,000 tasks each sleeping 1 ms 10 times.
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -109,9 +117,267 @@ fn semaphore(c: &mut Criterion) {
     group.finish();
 }
 
+/// The timeout every satisfied timed wait is given: long enough never to expire.
+const LONG: Duration = Duration::from_secs(1);
+/// The time-out or sleep of the rows that do expire.
+const MS: Duration = Duration::from_millis(1);
+/// Greenlets (tasks) that wait at once in the `*_many` rows.
+const MANY: usize = 1_000;
+/// Sleeps each of them makes in `sleep_many`.
+const SLEEPS: usize = 10;
+
+/// One round trip over a pair of queues where both sides wait with `get_timeout(1 s)` (the
+/// timed wait is always satisfied before its deadline), beside the untimed `ping_pong`.
+fn timed_ping_pong(c: &mut Criterion) {
+    let rt = tokio_rt();
+    let mut group = c.benchmark_group("ping_pong_timeout");
+    group.bench_function("greenlet", |b| {
+        b.iter_custom(|iters| {
+            greenlet::spawn(move || {
+                let ping = greenlet::queue::Queue::unbounded();
+                let pong = greenlet::queue::Queue::unbounded();
+                let (ping_rx, pong_tx) = (ping.clone(), pong.clone());
+                let ponger = greenlet::spawn(move || {
+                    while let Ok(Some(v)) = ping_rx.get_timeout(LONG) {
+                        pong_tx.put(v).unwrap();
+                    }
+                });
+                let start = Instant::now();
+                for i in 0..iters {
+                    ping.put(Some(i)).unwrap();
+                    black_box(pong.get_timeout(LONG).unwrap());
+                }
+                let took = start.elapsed();
+                ping.put(None).unwrap();
+                ponger.join();
+                took
+            })
+            .get()
+            .unwrap()
+        })
+    });
+    group.bench_function("tokio", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(rt.spawn(async move {
+                let (ping_tx, mut ping_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+                let (pong_tx, mut pong_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+                let ponger = tokio::spawn(async move {
+                    while let Ok(Some(v)) = tokio::time::timeout(LONG, ping_rx.recv()).await {
+                        if pong_tx.send(v).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let start = Instant::now();
+                for i in 0..iters {
+                    ping_tx.send(i).unwrap();
+                    let v = tokio::time::timeout(LONG, pong_rx.recv()).await;
+                    black_box(v.unwrap().unwrap());
+                }
+                let took = start.elapsed();
+                drop(ping_tx);
+                ponger.await.unwrap();
+                took
+            }))
+            .unwrap()
+        })
+    });
+    group.finish();
+}
+
+/// Timed waits that expire: `Event::wait_timeout(1 ms)` on an event never set (tokio:
+/// `timeout(1 ms, Notify::notified())`), one after another in one greenlet (`per_call`, the
+/// time of one is 1 ms plus the overshoot), and 1,000 greenlets waiting once at once
+/// (`many`, spawn and join included).
+fn timed_wait_expires(c: &mut Criterion) {
+    let rt = tokio_rt();
+    let mut group = c.benchmark_group("wait_timeout_1ms");
+    group.bench_function("greenlet/per_call", |b| {
+        b.iter_custom(|iters| {
+            greenlet::spawn(move || {
+                let ev = greenlet::sync::Event::new();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(ev.wait_timeout(MS));
+                }
+                start.elapsed()
+            })
+            .get()
+            .unwrap()
+        })
+    });
+    group.bench_function("tokio/per_call", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(rt.spawn(async move {
+                let notify = tokio::sync::Notify::new();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(tokio::time::timeout(MS, notify.notified()).await.is_ok());
+                }
+                start.elapsed()
+            }))
+            .unwrap()
+        })
+    });
+    group.bench_function(BenchmarkId::new("greenlet/many", MANY), |b| {
+        b.iter(|| {
+            greenlet::spawn(|| {
+                let ev = greenlet::sync::Event::new();
+                let gs: Vec<_> = (0..MANY)
+                    .map(|_| {
+                        let ev = ev.clone();
+                        greenlet::spawn(move || ev.wait_timeout(MS))
+                    })
+                    .collect();
+                black_box(greenlet::joinall(gs).len())
+            })
+            .get()
+            .unwrap()
+        })
+    });
+    group.bench_function(BenchmarkId::new("tokio/many", MANY), |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+                let ts: Vec<_> = (0..MANY)
+                    .map(|_| {
+                        let notify = notify.clone();
+                        tokio::spawn(async move {
+                            tokio::time::timeout(MS, notify.notified()).await.is_ok()
+                        })
+                    })
+                    .collect();
+                let mut n = 0;
+                for t in ts {
+                    n += usize::from(!t.await.unwrap());
+                }
+                black_box(n)
+            })
+        })
+    });
+    group.finish();
+}
+
+/// `sleep(1 ms)` one after another in one greenlet (the time of one is 1 ms plus the
+/// overshoot), and `sleep(0)` beside `yield_now`.
+fn sleep(c: &mut Criterion) {
+    let rt = tokio_rt();
+    let mut group = c.benchmark_group("sleep");
+    group.bench_function("greenlet/1ms", |b| {
+        b.iter_custom(|iters| {
+            greenlet::spawn(move || {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    greenlet::sleep(MS);
+                }
+                start.elapsed()
+            })
+            .get()
+            .unwrap()
+        })
+    });
+    group.bench_function("tokio/1ms", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(rt.spawn(async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    tokio::time::sleep(MS).await;
+                }
+                start.elapsed()
+            }))
+            .unwrap()
+        })
+    });
+    group.bench_function("greenlet/0", |b| {
+        b.iter_custom(|iters| {
+            greenlet::spawn(move || {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    greenlet::sleep(Duration::ZERO);
+                }
+                start.elapsed()
+            })
+            .get()
+            .unwrap()
+        })
+    });
+    group.bench_function("tokio/0", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(rt.spawn(async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    tokio::time::sleep(Duration::ZERO).await;
+                }
+                start.elapsed()
+            }))
+            .unwrap()
+        })
+    });
+    group.bench_function("greenlet/yield_now", |b| {
+        b.iter_custom(common::greenlet_yield)
+    });
+    group.bench_function("tokio/yield_now", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(rt.spawn(async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    tokio::task::yield_now().await;
+                }
+                start.elapsed()
+            }))
+            .unwrap()
+        })
+    });
+    group.finish();
+}
+
+/// 1,000 greenlets (tasks) each `sleep(1 ms)` 10 times, spawn and join included (at best
+/// 10 ms).
+fn sleep_many(c: &mut Criterion) {
+    let rt = tokio_rt();
+    let mut group = c.benchmark_group("sleep_many");
+    group.bench_function(BenchmarkId::new("greenlet", MANY), |b| {
+        b.iter(|| {
+            greenlet::spawn(|| {
+                let gs: Vec<_> = (0..MANY)
+                    .map(|_| {
+                        greenlet::spawn(|| {
+                            for _ in 0..SLEEPS {
+                                greenlet::sleep(MS);
+                            }
+                        })
+                    })
+                    .collect();
+                black_box(greenlet::joinall(gs).len())
+            })
+            .get()
+            .unwrap()
+        })
+    });
+    group.bench_function(BenchmarkId::new("tokio", MANY), |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let ts: Vec<_> = (0..MANY)
+                    .map(|_| {
+                        tokio::spawn(async {
+                            for _ in 0..SLEEPS {
+                                tokio::time::sleep(MS).await;
+                            }
+                        })
+                    })
+                    .collect();
+                for t in ts {
+                    t.await.unwrap();
+                }
+            })
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion_3s();
-    targets = queue, semaphore
+    targets = queue, semaphore, timed_ping_pong, timed_wait_expires, sleep, sleep_many
 }
 criterion_main!(benches);

@@ -37,6 +37,9 @@ where
 /// Waits until every greenlet has finished or `d` has passed, and returns how many have
 /// finished. The handles stay usable.
 ///
+/// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+/// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
+///
 /// # Examples
 ///
 /// ```

@@ -44,6 +44,15 @@
 //! assert_eq!(broken.get(), Err(JoinError::Panicked("bad input".into())));
 //! ```
 //!
+//! # Time-outs never hang
+//!
+//! Every timed wait of the crate (`sleep`, `*_timeout`, [`with_timeout`], [`Timeout`], socket
+//! time-outs) keeps one contract: **it never returns before its deadline, never hangs, and on
+//! an idle machine returns within about 2 ms after it.** A zero time-out checks once without
+//! parking; a time-out too large to represent (`Duration::MAX`) means no deadline. When
+//! something does hang, [`dump`] lists every live greenlet and, with [`track_waits`], what each
+//! one waits on.
+//!
 //! # Modules (gevent → greenlet)
 //!
 //! | gevent | greenlet |
@@ -52,6 +61,7 @@
 //! | `gevent.sleep`, `gevent.Timeout`, `with_timeout` | [`sleep`], [`yield_now`], [`Timeout`], [`with_timeout`] |
 //! | `gevent.getcurrent` | [`current`] |
 //! | `gevent.config` | [`config()`], [`settings`] |
+//! | `gevent.util.format_run_info` | [`dump`], [`track_waits`] |
 //! | `gevent.socket`, `gevent.ssl`, DNS | [`net`] |
 //! | `gevent.event`, `gevent.lock` | [`sync`] |
 //! | `gevent.queue` | [`queue`] |

@@ -266,6 +266,9 @@ impl Pool {
     }
 
     /// Waits at most `d` for every member to finish; returns whether they have.
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn join_timeout(&self, d: Duration) -> bool {
         let idle = |s: &mut State| (s.running == 0).then_some(());
         wait_until("Pool::join", &self.shared.state, joiners, deadline(d), idle).is_some()

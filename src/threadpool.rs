@@ -197,6 +197,9 @@ impl<T> Task<T> {
     }
 
     /// Waits at most `d`; returns `true` if the job has finished.
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn join_timeout(&self, d: Duration) -> bool {
         self.shared
             .done

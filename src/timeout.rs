@@ -68,6 +68,9 @@ pub fn yield_now() {
 /// unwinds at its next blocking point) and `with_timeout` returns once it is gone, so `f` has
 /// no effect after `Err(Elapsed)` is returned. Works from a plain thread too.
 ///
+/// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+/// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
+///
 /// # Errors
 ///
 /// [`Elapsed`] if `f` did not finish within `d`.

@@ -440,6 +440,9 @@ impl<T: Send + 'static> Greenlet<T> {
     /// Waits at most `d` for the greenlet to finish. Returns `true` if it has finished.
     ///
     /// Never returns early with `false`: it waits the whole `d` unless the greenlet finishes.
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn join_timeout(&self, d: Duration) -> bool {
         self.inner.meta.join_timeout(d)
     }
@@ -510,6 +513,9 @@ impl<T: Send + 'static> Greenlet<T> {
 
     /// Kills the greenlet and waits at most `d` for it to finish. Returns `true` if it has
     /// finished.
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn kill_timeout(&self, d: Duration) -> bool {
         self.inner.meta.kill_timeout(d)
     }
@@ -667,6 +673,9 @@ impl GreenletRef {
     }
 
     /// Waits at most `d`; `true` if the greenlet has finished. See [`Greenlet::join_timeout`].
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn join_timeout(&self, d: Duration) -> bool {
         self.0.meta().join_timeout(d)
     }
@@ -677,6 +686,9 @@ impl GreenletRef {
     }
 
     /// Kills the greenlet and waits at most `d`. See [`Greenlet::kill_timeout`].
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn kill_timeout(&self, d: Duration) -> bool {
         self.0.meta().kill_timeout(d)
     }

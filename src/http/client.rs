@@ -65,6 +65,9 @@ pub struct ClientBuilder {
 impl ClientBuilder {
     /// A deadline for the whole request, from resolving to the end of the body
     /// ([`Deadline::Total`](super::Deadline::Total)). Default: none.
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn timeout(mut self, d: Duration) -> Self {
         self.total = Some(d);
         self
@@ -72,6 +75,9 @@ impl ClientBuilder {
 
     /// A deadline for establishing the connection
     /// ([`Deadline::Connect`](super::Deadline::Connect)). Default: none.
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.connect = Some(d);
         self

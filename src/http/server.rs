@@ -273,6 +273,9 @@ impl Server {
 
     /// How long a connection may stay silent (between or within requests) before it is
     /// closed; default 60 s.
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn timeout(self, d: Duration) -> Server {
         self.set(|l| l.timeout = d)
     }
@@ -378,7 +381,9 @@ impl<'a> Connection<'a> {
     fn serve(mut self) {
         if self
             .conn
-            .set_read_timeout(Some(self.limits.timeout))
+            // A zero idle time-out closes a silent connection as soon as possible (std refuses
+            // a zero socket time-out).
+            .set_read_timeout(Some(self.limits.timeout.max(Duration::from_nanos(1))))
             .is_err()
         {
             return;

@@ -8,8 +8,12 @@
 //! They wrap may's sockets, adding what a std user expects: host names are resolved on the
 //! [thread pool](crate::threadpool) ([`resolve`]) so a lookup never stalls a worker, time-outs
 //! fail with `TimedOut`, binding a port in use fails with `AddrInUse`, and a [`TcpStream`] can
-//! be read by one greenlet while another writes to it through `&TcpStream`. Unix-domain
-//! sockets ([`UnixStream`], [`UnixListener`], [`UnixDatagram`]) are may's, re-exported.
+//! be read by one greenlet while another writes to it through `&TcpStream`. Their read and
+//! write time-outs keep the crate's [time-out contract](crate#time-outs-never-hang) (a
+//! sub-millisecond one is rounded up to 1 ms, never dropped). Unix-domain sockets
+//! ([`UnixStream`], [`UnixListener`], [`UnixDatagram`]) are may's, re-exported as they are:
+//! their time-outs are may's, kept in whole milliseconds, so one under 1 ms means **none**;
+//! give them at least 1 ms.
 //!
 //! Do not use `std::net` sockets inside greenlets: a blocking `std` call stalls the whole
 //! worker thread (see the crate's `# Caveats`).

@@ -123,6 +123,9 @@ impl TcpStream {
     /// Opens a connection to `addr`, failing with `TimedOut` if it is not established within
     /// `timeout`.
     ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
+    ///
     /// # Errors
     ///
     /// `TimedOut` after `timeout`; `InvalidInput` for a zero `timeout`; otherwise as

@@ -199,6 +199,9 @@ impl<T> Channel<T> {
 
     /// Hands `item` to a getter, waiting at most `d` for one to take it.
     ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
+    ///
     /// # Errors
     ///
     /// [`PutTimeoutError::Timeout`] or [`PutTimeoutError::Closed`], with the item.
@@ -238,6 +241,9 @@ impl<T> Channel<T> {
     }
 
     /// Takes an item, waiting at most `d` for a putter.
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     ///
     /// # Errors
     ///

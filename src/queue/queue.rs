@@ -283,6 +283,9 @@ impl<T, O: Order<T>> Queue<T, O> {
 
     /// Puts `item`, waiting at most `d` for room.
     ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
+    ///
     /// # Errors
     ///
     /// [`PutTimeoutError::Timeout`] or [`PutTimeoutError::Closed`], with the item.
@@ -317,6 +320,9 @@ impl<T, O: Order<T>> Queue<T, O> {
     }
 
     /// Takes the next item, waiting at most `d`. Never gives up before `d` has passed.
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     ///
     /// # Errors
     ///
@@ -392,6 +398,9 @@ impl<T, O: Order<T>> Queue<T, O> {
     }
 
     /// Waits at most `d` for every item to be marked done; returns whether they are.
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn join_timeout(&self, d: Duration) -> bool {
         let done = |s: &mut State<O::Store>| (s.unfinished == 0).then_some(());
         wait_until(

@@ -92,6 +92,9 @@ impl<T: Clone> AsyncResult<T> {
     }
 
     /// Waits at most `d` for the outcome; `None` if it is still unset.
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn get_timeout(&self, d: Duration) -> Option<Result<T, Failure>> {
         wait_until("AsyncResult::get", &self.state, waiters, deadline(d), |s| {
             s.result.clone()

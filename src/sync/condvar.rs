@@ -103,6 +103,9 @@ impl Condvar {
     /// Waits for a notification for at most `dur`. A zero `dur` times out at once; a `dur`
     /// too large to represent waits without a time-out.
     ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
+    ///
     /// # Errors
     ///
     /// A poisoned mutex, as std.
@@ -143,6 +146,9 @@ impl Condvar {
     }
 
     /// Waits while `condition` holds, for at most `dur` in all.
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     ///
     /// # Errors
     ///

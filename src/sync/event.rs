@@ -82,6 +82,9 @@ impl Event {
     }
 
     /// Waits at most `d`; returns whether the flag is set. Never returns `false` early.
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn wait_timeout(&self, d: Duration) -> bool {
         wait_until("Event::wait", &self.state, waiters, deadline(d), |s| {
             s.set.then_some(())

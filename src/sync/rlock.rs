@@ -103,6 +103,9 @@ impl RLock {
     }
 
     /// Waits at most `d` for the lock.
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn lock_timeout(&self, d: Duration) -> Option<RLockGuard<'_>> {
         let me = me();
         wait_until("RLock::lock", &self.state, waiters, deadline(d), |s| {

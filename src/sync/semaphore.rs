@@ -89,6 +89,9 @@ impl Semaphore {
     }
 
     /// Waits at most `d` for a permit.
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn acquire_timeout(&self, d: Duration) -> Option<SemaphoreGuard<'_>> {
         wait_until(
             "Semaphore::acquire",
@@ -189,6 +192,9 @@ impl BoundedSemaphore {
     }
 
     /// Waits at most `d` for a permit.
+    ///
+    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
+    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn acquire_timeout(&self, d: Duration) -> Option<SemaphoreGuard<'_>> {
         self.inner.acquire_timeout(d)
     }

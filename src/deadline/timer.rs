@@ -29,6 +29,8 @@ pub(crate) struct Armed {
 struct State {
     parks: BTreeMap<(Instant, u64), Arc<Blocker>>,
     next: u64,
+    /// When the timer thread will look again; `None` while it sleeps until woken.
+    wake_at: Option<Instant>,
 }
 
 struct Timer {
@@ -67,10 +69,15 @@ pub(crate) fn arm(deadline: Instant, blocker: &Arc<Blocker>) -> Option<Armed> {
     let mut state = lock(&timer.state);
     state.next += 1;
     let key = (deadline, state.next);
-    let first = state.parks.first_key_value().is_none_or(|(k, _)| key < *k);
     state.parks.insert(key, blocker.clone());
+    // Wake the timer thread only if it would look too late: a deadline that follows its next
+    // look is found then (so a steady stream of waits costs no wake-ups).
+    let sooner = state.wake_at.is_none_or(|at| deadline < at);
+    if sooner {
+        state.wake_at = Some(deadline);
+    }
     drop(state);
-    if first {
+    if sooner {
         timer.thread.unpark();
     }
     Some(Armed { key })
@@ -104,7 +111,9 @@ fn run() {
                 }
                 expired.push(entry.remove());
             }
-            (expired, state.parks.first_key_value().map(|(k, _)| k.0))
+            let next = state.parks.first_key_value().map(|(k, _)| k.0);
+            state.wake_at = next;
+            (expired, next)
         };
         if !expired.is_empty() {
             wake(expired);

@@ -222,7 +222,7 @@ fn timed_wait_expires(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("greenlet/many", MANY), |b| {
         b.iter(|| {
             greenlet::spawn(|| {
-                let ev = greenlet::sync::Event::new();
+                let ev = std::sync::Arc::new(greenlet::sync::Event::new());
                 let gs: Vec<_> = (0..MANY)
                     .map(|_| {
                         let ev = ev.clone();

@@ -188,9 +188,9 @@ fn hop_to_a_worker() {
             return;
         }
         stage.store(1, std::sync::atomic::Ordering::Release);
-        if let Err(ParkError::Canceled) = parked.park(None) {
-            crate::greenlet::kill::cancelled();
-        }
+        // A kill here is not delivered on this thread: may's flag stays set, and the
+        // greenlet's next blocking point, back on a worker, delivers it.
+        let _ = parked.park(None);
         if WORKER.with(Cell::get) {
             return;
         }

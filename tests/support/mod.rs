@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use greenlet::net::{TcpListener, TcpStream};
 
+pub mod hostile;
 pub mod proc_status;
 pub mod watchdog;
 

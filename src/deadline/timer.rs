@@ -27,7 +27,8 @@ pub(crate) struct Armed {
 
 #[derive(Default)]
 struct State {
-    parks: BTreeMap<(Instant, u64), Arc<Blocker>>,
+    /// The parked blockers, with whether each belongs to a greenlet (else a plain thread).
+    parks: BTreeMap<(Instant, u64), (Arc<Blocker>, bool)>,
     next: u64,
     /// When the timer thread will look again; `None` while it sleeps until woken.
     wake_at: Option<Instant>,
@@ -69,7 +70,9 @@ pub(crate) fn arm(deadline: Instant, blocker: &Arc<Blocker>) -> Option<Armed> {
     let mut state = lock(&timer.state);
     state.next += 1;
     let key = (deadline, state.next);
-    state.parks.insert(key, blocker.clone());
+    state
+        .parks
+        .insert(key, (blocker.clone(), may::coroutine::is_coroutine()));
     // Wake the timer thread only if it would look too late: a deadline that follows its next
     // look is found then (so a steady stream of waits costs no wake-ups).
     let sooner = state.wake_at.is_none_or(|at| deadline < at);
@@ -116,7 +119,12 @@ fn run() {
             (expired, next)
         };
         if !expired.is_empty() {
-            wake(expired);
+            // Plain threads are woken from here; greenlets from a worker.
+            let (greenlets, threads): (Vec<_>, Vec<_>) = expired.into_iter().partition(|e| e.1);
+            unpark_all(threads.into_iter().map(|e| e.0));
+            if !greenlets.is_empty() {
+                wake(greenlets.into_iter().map(|e| e.0).collect());
+            }
         }
         match next {
             Some(at) => std::thread::park_timeout(at.saturating_duration_since(Instant::now())),
@@ -135,10 +143,7 @@ fn wake(expired: Vec<Arc<Blocker>>) {
             let batch = batch.clone();
             let first = move || {
                 if !batch.0.swap(true, Ordering::AcqRel) {
-                    let expired = std::mem::take(&mut *lock(&batch.1));
-                    for b in &expired {
-                        b.unpark();
-                    }
+                    unpark_all(std::mem::take(&mut *lock(&batch.1)));
                 }
             };
             if crate::greenlet::spawn_on_worker(worker, first) {
@@ -149,13 +154,13 @@ fn wake(expired: Vec<Arc<Blocker>>) {
             return;
         }
         let expired = std::mem::take(&mut *lock(&batch.1));
-        unpark_all(&expired);
+        unpark_all(expired);
     } else {
-        unpark_all(&expired);
+        unpark_all(expired);
     }
 }
 
-fn unpark_all(expired: &[Arc<Blocker>]) {
+fn unpark_all(expired: impl IntoIterator<Item = Arc<Blocker>>) {
     for b in expired {
         b.unpark();
     }

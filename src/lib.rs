@@ -135,7 +135,7 @@ pub use crate::config::{Config, Settings, config, settings};
 pub use crate::error::{ConfigError, Elapsed, JoinError};
 pub use crate::greenlet::{
     Builder, Dump, Greenlet, GreenletInfo, GreenletRef, GreenletState, WaitInfo, current, dump,
-    spawn, spawn_later, track_waits,
+    is_kill, spawn, spawn_later, track_waits,
 };
 pub use crate::join::{Iwait, iwait, joinall, joinall_timeout, killall};
 pub use crate::timeout::{Timeout, sleep, with_timeout, yield_now};

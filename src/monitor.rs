@@ -94,12 +94,20 @@ pub(crate) fn blocking_until<R>(
     deadline: Option<Instant>,
     f: impl FnOnce() -> R,
 ) -> R {
+    crate::deadline::drain();
     let _waiting = crate::greenlet::waiting(what, deadline);
-    if !enabled() {
-        return f();
+    let _back = enabled().then(Parked::enter);
+    // may raises a kill from inside its own waits: mark it delivered here, below every frame
+    // of the user's, whatever panic hook is installed (see `greenlet::kill`).
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            if crate::panic::is_cancel(&*payload) && may::coroutine::is_coroutine() {
+                crate::greenlet::kill::unwind_started();
+            }
+            std::panic::resume_unwind(payload)
+        }
     }
-    let _back = Parked::enter();
-    f()
 }
 
 /// Marks the thread free on creation, and the current greenlet running on drop.

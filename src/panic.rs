@@ -35,11 +35,14 @@ pub(crate) fn install_hook() {
         }
         // may's kill is an unwind with this payload: not an error, nothing to report. Its
         // unwind starts here: the kill is delivered, once (see `greenlet::kill`).
-        if info.payload().downcast_ref::<generator::Error>().is_some() {
-            if may::coroutine::is_coroutine() {
+        if let Some(e) = info.payload().downcast_ref::<generator::Error>() {
+            if matches!(e, generator::Error::Cancel) && may::coroutine::is_coroutine() {
                 crate::greenlet::kill::unwind_started();
             }
             return;
+        }
+        if may::coroutine::is_coroutine() {
+            crate::greenlet::kill::panic_started();
         }
         let location = info
             .location()

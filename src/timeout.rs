@@ -39,7 +39,12 @@ pub fn sleep(d: Duration) {
     // (`Duration::MAX`) sleeps until the greenlet is killed.
     let deadline = crate::deadline::deadline(d);
     let blocker = std::sync::Arc::new(may::sync::Blocker::new(true));
+    let began = Instant::now();
     while crate::deadline::park("sleep", &blocker, deadline) == crate::deadline::Parked::Woken {}
+    if deadline.is_some_and(|d| d <= began) {
+        // Shorter than the call itself (a few nanoseconds): still a blocking point.
+        yield_now();
+    }
 }
 
 /// Lets the other runnable greenlets on this worker run, then continues (gevent's `sleep(0)`).
@@ -141,10 +146,6 @@ fn disarm<T: Send + 'static>(mut guard: KillOnDrop<'_, T>) {
     guard.0 = None;
 }
 
-const ARMED: u8 = 0;
-const FIRED: u8 = 1;
-const CANCELLED: u8 = 2;
-
 /// A deadline for the calling greenlet (gevent's `Timeout.start_new`).
 ///
 /// While the guard lives, the greenlet that started it is interrupted at its first blocking
@@ -178,35 +179,23 @@ const CANCELLED: u8 = 2;
 pub struct Timeout {
     deadline: Option<Instant>,
     duration: Duration,
-    timer: Option<(Greenlet<()>, Arc<AtomicU8>)>,
+    /// The armed interrupt and its state (`deadline::ARMED` until it fires or is disarmed).
+    timer: Option<(crate::deadline::Armed, Arc<AtomicU8>)>,
 }
 
 impl Timeout {
     /// Arms a deadline `d` from now for the calling greenlet.
     ///
-    /// # Panics
-    ///
-    /// If the timer greenlet cannot be spawned (see [`crate::spawn`]).
+    /// The crate's timer thread interrupts the greenlet at the deadline; nothing is spawned.
     #[track_caller]
     pub fn start(d: Duration) -> Timeout {
         let deadline = Instant::now().checked_add(d);
         let timer = match (current(), deadline) {
-            (Some(me), Some(_)) => {
-                let state = Arc::new(AtomicU8::new(ARMED));
-                let theirs = state.clone();
-                let fire = move || {
-                    sleep(d);
-                    if theirs
-                        .compare_exchange(ARMED, FIRED, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                    {
-                        me.interrupt_timeout();
-                    }
-                };
-                match Builder::new().name("timeout").spawn(fire) {
-                    Ok(g) => Some((g, state)),
-                    Err(e) => panic!("Timeout::start could not spawn its timer: {e}"),
-                }
+            (Some(me), Some(at)) => {
+                // The crate's timer interrupts the greenlet at `at`, from a worker: no timer
+                // greenlet to spawn, and none to starve behind a loop of `yield_now`.
+                let state = Arc::new(AtomicU8::new(crate::deadline::ARMED));
+                crate::deadline::arm_interrupt(at, me, state.clone()).map(|armed| (armed, state))
             }
             // On a plain thread, or a deadline too far to represent: nothing to arm.
             _ => None,
@@ -246,13 +235,14 @@ impl Timeout {
 
 impl Drop for Timeout {
     fn drop(&mut self) {
-        if let Some((timer, state)) = &self.timer {
-            let disarmed = state
-                .compare_exchange(ARMED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok();
-            if disarmed {
-                timer.kill_nowait();
-            }
+        if let Some((armed, state)) = self.timer.take() {
+            let _ = state.compare_exchange(
+                crate::deadline::ARMED,
+                crate::deadline::CANCELLED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            crate::deadline::disarm(armed);
         }
     }
 }

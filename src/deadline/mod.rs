@@ -17,7 +17,7 @@
 //! The contract every timed API of the crate states: **a timed wait never returns before its
 //! deadline, never hangs, and on an idle machine returns within about 2 ms after it.**
 
-mod timer;
+pub(crate) mod timer;
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -131,6 +131,16 @@ pub(crate) fn mark_worker_thread() {
     WORKER.with(|w| w.set(true));
 }
 
+/// Whether the calling thread is a worker. Not inlined: the thread-local's address must be
+/// computed afresh after a park (the greenlet may resume on another thread), and the compiler
+/// may otherwise keep it across the park.
+#[inline(never)]
+fn on_worker() -> bool {
+    WORKER.with(Cell::get)
+}
+
+pub(crate) use timer::{ARMED, Armed, CANCELLED, arm_interrupt, disarm, drain};
+
 /// Inside a greenlet woken on a thread that is not a worker (may's timer thread runs the
 /// coroutines whose timer fired), moves the greenlet to a worker that is free to run it, so
 /// that none of its code runs on the timer thread.
@@ -141,7 +151,7 @@ pub(crate) fn mark_worker_thread() {
 /// the other workers can steal from). Costs one spawn per worker, only on timer wake-ups.
 #[inline]
 pub(crate) fn leave_timer_thread() {
-    if may::coroutine::is_coroutine() && !WORKER.with(Cell::get) {
+    if may::coroutine::is_coroutine() && !on_worker() {
         hop_to_a_worker();
     }
 }
@@ -163,19 +173,16 @@ fn hop_to_a_worker() {
         for worker in 0..workers {
             let (parked, stage) = (parked.clone(), stage.clone());
             let wake = move || {
-                use std::sync::atomic::Ordering::AcqRel;
-                // Let the greenlet reach its park first: an earlier unpark would not move it.
-                for _ in 0..10_000 {
+                // Let the greenlet reach its park first (an unpark before it would not move
+                // it; the loop then tries again), but never give the wake-up up.
+                for _ in 0..1_000 {
                     if stage.load(std::sync::atomic::Ordering::Acquire) != 0 {
                         break;
                     }
                     may::coroutine::yield_now();
                 }
                 may::coroutine::yield_now();
-                if stage
-                    .compare_exchange(1, 2, AcqRel, std::sync::atomic::Ordering::Acquire)
-                    .is_ok()
-                {
+                if stage.swap(2, std::sync::atomic::Ordering::AcqRel) != 2 {
                     parked.unpark();
                 }
             };
@@ -191,7 +198,7 @@ fn hop_to_a_worker() {
         // A kill here is not delivered on this thread: may's flag stays set, and the
         // greenlet's next blocking point, back on a worker, delivers it.
         let _ = parked.park(None);
-        if WORKER.with(Cell::get) {
+        if on_worker() {
             return;
         }
     }

@@ -6,18 +6,20 @@
 //! between is lost, and the park hangs), and resume the woken coroutine on may's timer thread
 //! (`docs/upstream.md`, items 1 to 3). Here a deadline is an `Instant`, an unpark that comes
 //! before the park is remembered by the park, and the woken greenlets are queued to a worker:
-//! the timer queues one tiny coroutine to each worker, and the first that runs unparks every
-//! greenlet that expired in that tick from there. So they never wait behind a greenlet that
-//! computes on another worker, and the other workers can steal them.
+//! the timer publishes them, queues one tiny coroutine to each worker, and the first of those,
+//! or the first greenlet to reach a blocking point ([`drain`]), unparks them all from its
+//! worker. So they never wait behind a greenlet that computes on another worker, nor behind
+//! workers kept busy by ping-pongs, and the other workers can steal them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::Instant;
 
 use may::sync::Blocker;
 
+use crate::greenlet::GreenletRef;
 use crate::sync::lock;
 
 /// An armed deadline, to [`disarm`] once the park is over.
@@ -25,10 +27,41 @@ pub(crate) struct Armed {
     key: (Instant, u64),
 }
 
+/// What the timer does when a deadline passes.
+enum Action {
+    /// Unparks a parked greenlet or thread.
+    Unpark(Arc<Blocker>),
+    /// Interrupts a greenlet whose [`Timeout`](crate::Timeout) expired, unless the guard has
+    /// been disarmed meanwhile (see [`arm_interrupt`]).
+    Interrupt(GreenletRef, Arc<AtomicU8>),
+}
+
+impl Action {
+    fn run(self) {
+        match self {
+            Action::Unpark(b) => b.unpark(),
+            Action::Interrupt(g, state) => {
+                if state
+                    .compare_exchange(ARMED, FIRED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    g.interrupt_timeout();
+                }
+            }
+        }
+    }
+}
+
+/// A `Timeout` guard's state: armed, fired (the interrupt was sent), or cancelled (dropped).
+pub(crate) const ARMED: u8 = 0;
+pub(crate) const FIRED: u8 = 1;
+pub(crate) const CANCELLED: u8 = 2;
+
 #[derive(Default)]
 struct State {
-    /// The parked blockers, with whether each belongs to a greenlet (else a plain thread).
-    parks: BTreeMap<(Instant, u64), (Arc<Blocker>, bool)>,
+    /// What to do at each deadline, with whether it must be done from a worker (a greenlet
+    /// is woken or interrupted) or can be done from the timer thread (a plain thread).
+    parks: BTreeMap<(Instant, u64), (Action, bool)>,
     next: u64,
     /// When the timer thread will look again; `None` while it sleeps until woken.
     wake_at: Option<Instant>,
@@ -66,13 +99,26 @@ fn timer() -> Option<&'static Timer> {
 /// Unparks `blocker` at `deadline`. `None` when the timer thread could not be started (the
 /// caller then hands may a time-out instead).
 pub(crate) fn arm(deadline: Instant, blocker: &Arc<Blocker>) -> Option<Armed> {
+    let on_worker = may::coroutine::is_coroutine();
+    insert(deadline, Action::Unpark(blocker.clone()), on_worker)
+}
+
+/// Interrupts `g` (as its `Timeout` expiring) at `deadline`, if `state` is still `ARMED`
+/// then. `None` when the timer thread could not be started.
+pub(crate) fn arm_interrupt(
+    deadline: Instant,
+    g: GreenletRef,
+    state: Arc<AtomicU8>,
+) -> Option<Armed> {
+    insert(deadline, Action::Interrupt(g, state), true)
+}
+
+fn insert(deadline: Instant, action: Action, on_worker: bool) -> Option<Armed> {
     let timer = timer()?;
     let mut state = lock(&timer.state);
     state.next += 1;
     let key = (deadline, state.next);
-    state
-        .parks
-        .insert(key, (blocker.clone(), may::coroutine::is_coroutine()));
+    state.parks.insert(key, (action, on_worker));
     // Wake the timer thread only if it would look too late: a deadline that follows its next
     // look is found then (so a steady stream of waits costs no wake-ups).
     let sooner = state.wake_at.is_none_or(|at| deadline < at);
@@ -121,7 +167,7 @@ fn run() {
         if !expired.is_empty() {
             // Plain threads are woken from here; greenlets from a worker.
             let (greenlets, threads): (Vec<_>, Vec<_>) = expired.into_iter().partition(|e| e.1);
-            unpark_all(threads.into_iter().map(|e| e.0));
+            run_all(threads.into_iter().map(|e| e.0));
             if !greenlets.is_empty() {
                 wake(greenlets.into_iter().map(|e| e.0).collect());
             }
@@ -133,35 +179,43 @@ fn run() {
     }
 }
 
-/// Unparks `expired` from a worker: the first of one tiny coroutine per worker to run does it.
-fn wake(expired: Vec<Arc<Blocker>>) {
-    let workers = may::config().get_workers();
-    if workers > 1 {
-        let batch = Arc::new((AtomicBool::new(false), Mutex::new(expired)));
-        let mut queued = 0;
-        for worker in 0..workers {
-            let batch = batch.clone();
-            let first = move || {
-                if !batch.0.swap(true, Ordering::AcqRel) {
-                    unpark_all(std::mem::take(&mut *lock(&batch.1)));
-                }
-            };
-            if crate::greenlet::spawn_on_worker(worker, first) {
-                queued += 1;
-            }
-        }
-        if queued > 0 {
-            return;
-        }
-        let expired = std::mem::take(&mut *lock(&batch.1));
-        unpark_all(expired);
-    } else {
-        unpark_all(expired);
+/// Greenlets whose deadline passed, to be unparked from a worker: by the first of one tiny
+/// coroutine queued to each worker, or by any greenlet that reaches a blocking point first
+/// ([`drain`]). The second matters when every worker is busy with greenlets that keep their
+/// local queues non-empty (a ping-pong, a loop of `yield_now`): may only reads a worker's
+/// inbox, where the tiny coroutines wait, when its local queue is empty.
+static PENDING: Mutex<Vec<Action>> = Mutex::new(Vec::new());
+static HAS_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Unparks the greenlets whose deadline passed, if any: called at every blocking point of the
+/// crate (one relaxed load when there are none).
+#[inline]
+pub(crate) fn drain() {
+    if HAS_PENDING.load(Ordering::Relaxed) && HAS_PENDING.swap(false, Ordering::AcqRel) {
+        let batch = std::mem::take(&mut *lock(&PENDING));
+        run_all(batch);
     }
 }
 
-fn unpark_all(expired: impl IntoIterator<Item = Arc<Blocker>>) {
-    for b in expired {
-        b.unpark();
+/// Has `expired` unparked from a worker (see [`PENDING`]).
+fn wake(expired: Vec<Action>) {
+    let workers = may::config().get_workers();
+    lock(&PENDING).extend(expired);
+    HAS_PENDING.store(true, Ordering::Release);
+    let mut queued = 0;
+    for worker in 0..workers {
+        if crate::greenlet::spawn_on_worker(worker, drain) {
+            queued += 1;
+        }
+    }
+    if queued == 0 {
+        // No coroutine could be spawned (out of stacks): unpark from here.
+        drain();
+    }
+}
+
+fn run_all(expired: impl IntoIterator<Item = Action>) {
+    for action in expired {
+        action.run();
     }
 }

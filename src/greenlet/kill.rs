@@ -42,6 +42,8 @@ pub(super) struct KillState {
     delivered: AtomicBool,
     /// Set by the greenlet once it has cleared may's flag after a sent cancel.
     cleared: AtomicBool,
+    /// Set by the panic hook when a panic that is not a kill starts in the greenlet.
+    panicked: AtomicBool,
 }
 
 impl KillState {
@@ -51,6 +53,7 @@ impl KillState {
             cancel: AtomicU8::new(UNDECIDED),
             delivered: AtomicBool::new(false),
             cleared: AtomicBool::new(false),
+            panicked: AtomicBool::new(false),
         }
     }
 
@@ -106,9 +109,20 @@ impl Meta {
             std::thread::yield_now();
             state = self.kill.cancel.load(Ordering::SeqCst);
         }
-        if state == SENT && !self.kill.cleared.swap(true, Ordering::SeqCst) {
-            clear_cancel_flag();
+        if state == SENT && !self.kill.cleared.swap(true, Ordering::SeqCst) && !clear_cancel_flag()
+        {
+            // Nothing can park while the flag is set; the caller's wait loop polls instead
+            // (rather than spin), and the next park tries the clear again.
+            self.kill.cleared.store(false, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
+    }
+
+    /// Marks the kill delivered by an unwind that has started (may raised it, or the greenlet
+    /// was killed before its body ran), and clears may's flag.
+    pub(super) fn delivered_by_unwind(&self) {
+        self.kill.delivered.store(true, Ordering::SeqCst);
+        self.absorb_cancel();
     }
 
     /// Starts the unwind of the kill. Never returns.
@@ -124,10 +138,14 @@ impl Meta {
 /// the wait can park.
 pub(crate) fn cancelled() {
     let found = super::with_current_meta(|m| {
-        // Not `thread::panicking()`: that is per OS thread, and another greenlet unwinding on
-        // this worker (parked in a destructor) would make it true here.
         if m.kill.delivered.load(Ordering::SeqCst) {
             m.absorb_cancel();
+        } else if m.kill.panicked.load(Ordering::SeqCst) && std::thread::panicking() {
+            // The greenlet is unwinding from a panic of its own (a destructor waits): a second
+            // unwind would abort the process. It ends with that panic; the kill counts as
+            // delivered. (`thread::panicking()` alone is not enough: it is per OS thread, and
+            // another greenlet unwinding on this worker can make it true here.)
+            m.delivered_by_unwind();
         } else {
             m.deliver();
         }
@@ -141,10 +159,12 @@ pub(crate) fn cancelled() {
 /// Called by the panic hook when may raised its cancel unwind in a greenlet: the kill is
 /// delivered, and may's flag (set, or the cancel would not have been raised) is cleared.
 pub(crate) fn unwind_started() {
-    super::with_current_meta(|m| {
-        m.kill.delivered.store(true, Ordering::SeqCst);
-        m.absorb_cancel();
-    });
+    super::with_current_meta(Meta::delivered_by_unwind);
+}
+
+/// Called by the panic hook when a panic that is not a kill starts in a greenlet.
+pub(crate) fn panic_started() {
+    super::with_current_meta(|m| m.kill.panicked.store(true, Ordering::SeqCst));
 }
 
 /// For a blocking point that caught a kill's unwind to report it as an error (`monkey`'s C
@@ -163,34 +183,69 @@ pub(crate) fn redeliver() {
     });
 }
 
-/// Clears may's cancel flag of the running coroutine: a `wait_io` on a pipe that never
-/// becomes ready returns at once when the flag is set (or parks until the cancel being sent
-/// wakes it) and clears the flag as it returns.
-fn clear_cancel_flag() {
+/// A pipe that never becomes ready, registered with may: a `wait_io` on it only ends through
+/// a cancel. Kept for reuse (registering one costs several system calls).
+struct NeverReady {
+    io: may::io::CoIo<std::io::PipeReader>,
+    _writer: std::io::PipeWriter,
+}
+
+static SPARE: std::sync::Mutex<Vec<NeverReady>> = std::sync::Mutex::new(Vec::new());
+
+fn never_ready() -> std::io::Result<NeverReady> {
+    let (reader, writer) = std::io::pipe()?;
+    let io = may::io::CoIo::new(reader).map_err(std::io::Error::from)?;
+    Ok(NeverReady {
+        io,
+        _writer: writer,
+    })
+}
+
+/// Clears may's cancel flag of the running coroutine: a `wait_io` on a never-ready pipe returns
+/// at once when the flag is set (or parks until the cancel being sent wakes it) and clears the
+/// flag as it returns. Returns `false` if no such pipe could be had (out of descriptors).
+fn clear_cancel_flag() -> bool {
     use may::io::WaitIo;
-    let (reader, writer) = match std::io::pipe() {
+    let spare = crate::sync::lock(&SPARE).pop();
+    let pipe = match spare.map_or_else(never_ready, Ok) {
         Ok(pipe) => pipe,
         Err(e) => {
-            log::error!(
-                "cannot clear a kill's cancel flag (pipe: {e}); waits in destructors may end early"
-            );
-            return;
+            log::error!("cannot clear a kill's cancel flag ({e}); waits in destructors poll");
+            return false;
         }
     };
-    let io = match may::io::CoIo::new(reader) {
-        Ok(io) => io,
-        Err(e) => {
-            log::error!(
-                "cannot clear a kill's cancel flag ({}); waits in destructors may end early",
-                std::io::Error::from(e)
-            );
-            return;
-        }
-    };
-    let _ = io.wait_io();
+    let _ = pipe.io.wait_io();
     // When `wait_io` returned without parking, may left its "Canceled" result in the
     // coroutine's parameter slot: take it, or the next park would read it as a kill.
     let _ = generator::co_get_yield::<std::io::Error>();
-    drop(io);
-    drop(writer);
+    crate::sync::lock(&SPARE).push(pipe);
+    true
+}
+
+/// Whether a caught unwind is a kill (or a [`Timeout`](crate::Timeout) firing) rather than a
+/// panic.
+///
+/// A kill unwinds the greenlet like a panic and is delivered **once**: code that catches
+/// unwinds with [`std::panic::catch_unwind`] around blocking calls must re-raise a kill with
+/// [`std::panic::resume_unwind`], or the greenlet survives it and later kills wait for it in
+/// vain (gevent's `GreenletExit`, caught and not re-raised, does the same).
+///
+/// # Examples
+///
+/// ```
+/// use std::panic::{catch_unwind, resume_unwind};
+/// use std::time::Duration;
+///
+/// let g = greenlet::spawn(|| loop {
+///     if let Err(unwind) = catch_unwind(|| greenlet::sleep(Duration::from_millis(5))) {
+///         if greenlet::is_kill(&*unwind) {
+///             resume_unwind(unwind); // let the kill end the greenlet
+///         }
+///     }
+/// });
+/// greenlet::sleep(Duration::from_millis(20));
+/// assert!(g.kill());
+/// ```
+pub fn is_kill(unwind: &(dyn std::any::Any + Send)) -> bool {
+    crate::panic::is_cancel(unwind)
 }

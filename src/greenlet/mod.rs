@@ -5,6 +5,8 @@
 mod dump;
 pub(crate) mod kill;
 
+pub use kill::is_kill;
+
 pub(crate) use dump::waiting;
 pub use dump::{Dump, GreenletInfo, GreenletState, WaitInfo, dump, track_waits};
 
@@ -237,7 +239,9 @@ impl<T: Send + 'static> Inner<T> {
         CURRENT.with(|c| *c.borrow_mut() = Some(Current(me)));
         let result = if meta.kill.requested() {
             // Killed before its first switch: the body never runs (gevent #330). Its captures
-            // are released now, before joiners wake, as they would be had it run.
+            // are released now, before joiners wake, as they would be had it run; a wait in
+            // their destructors parks normally (the kill counts as delivered).
+            meta.delivered_by_unwind();
             drop(f);
             Err(meta.kill_error())
         } else {

@@ -424,9 +424,13 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Runs the handler; a panic becomes a 500 for this request only.
+    /// Runs the handler; a panic becomes a 500 for this request only. A kill (the server
+    /// stopping) is not a panic: it goes on unwinding the connection's greenlet.
     fn call(&self, req: &Request) -> Response {
         catch_unwind(AssertUnwindSafe(|| (self.handler)(req))).unwrap_or_else(|p| {
+            if crate::panic::is_cancel(&*p) {
+                std::panic::resume_unwind(p);
+            }
             log::error!(
                 "{}: handler panicked on \"{} {}\": {}",
                 self.peer,

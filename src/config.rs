@@ -372,6 +372,7 @@ fn start() {
     may.set_pool_capacity(s.pool_capacity.max(1));
     may.set_worker_pin(s.pin_workers);
     crate::greenlet::run_first_coroutine();
+    crate::deadline::hop::learn_workers();
     crate::panic::install_hook();
     STARTED.store(true, Ordering::Release);
     log::debug!("greenlet runtime started: {s:?}");

@@ -95,6 +95,7 @@ pub(crate) fn blocking_until<R>(
     f: impl FnOnce() -> R,
 ) -> R {
     crate::deadline::drain();
+    crate::greenlet::kill::blocking_point();
     let _waiting = crate::greenlet::waiting(what, deadline);
     let _back = enabled().then(Parked::enter);
     // may raises a kill from inside its own waits: mark it delivered here, below every frame

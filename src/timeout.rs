@@ -65,6 +65,9 @@ pub fn sleep(d: Duration) {
 /// ```
 pub fn yield_now() {
     crate::monitor::blocking("yield_now", may::coroutine::yield_now);
+    if may::coroutine::is_coroutine() {
+        crate::greenlet::kill::check();
+    }
 }
 
 /// Runs `f` and returns its value, or [`Elapsed`] if it takes longer than `d`.

@@ -442,3 +442,138 @@ fn dump_names_what_a_greenlet_waits_on() {
     assert_eq!(g.get().unwrap(), Ok(1));
     assert!(!greenlet::dump().greenlets().iter().any(|i| i.id() == id));
 }
+
+#[test]
+fn timers_fire_while_every_worker_runs_a_ping_pong() {
+    use std::sync::atomic::AtomicBool;
+    let (slept, waited) = bounded("ping-pong on every worker", Duration::from_secs(10), || {
+        let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let r1 = ready.clone();
+        let sleeper = greenlet::spawn(move || {
+            let t = Instant::now();
+            r1.fetch_add(1, Ordering::SeqCst);
+            greenlet::sleep(ms(50));
+            t.elapsed()
+        });
+        let r2 = ready.clone();
+        let waiter = greenlet::spawn(move || {
+            let t = Instant::now();
+            r2.fetch_add(1, Ordering::SeqCst);
+            let _ = Queue::<u8>::unbounded().get_timeout(ms(60));
+            t.elapsed()
+        });
+        // Both must have started (a new greenlet waits in a worker's inbox, which a worker
+        // busy with a ping-pong does not read: docs/upstream.md, item 7).
+        while ready.load(Ordering::SeqCst) < 2 {
+            std::thread::sleep(ms(1));
+        }
+        std::thread::sleep(ms(2));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut pairs = Vec::new();
+        for _ in 0..greenlet::settings().workers {
+            let (a, b) = (Queue::<u32>::bounded(1), Queue::<u32>::bounded(1));
+            let (a2, b2, stop2) = (a.clone(), b.clone(), stop.clone());
+            pairs.push(greenlet::spawn(move || {
+                while !stop2.load(Ordering::Relaxed) {
+                    a2.put(1).unwrap();
+                    let _ = b2.get();
+                }
+                a2.close();
+            }));
+            pairs.push(greenlet::spawn(move || {
+                while a.get().is_ok() {
+                    if b.put(1).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        std::thread::sleep(ms(400));
+        let done = (sleeper.ready(), waiter.ready());
+        stop.store(true, Ordering::Relaxed);
+        greenlet::killall(&pairs);
+        assert_eq!(done, (true, true), "timers fired while the ping-pongs ran");
+        (sleeper.get().unwrap(), waiter.get().unwrap())
+    });
+    assert_on_time("sleep during ping-pongs", ms(50), slept);
+    assert_on_time("get_timeout during ping-pongs", ms(60), waited);
+}
+
+#[test]
+fn a_timeout_interrupts_a_loop_of_yield_now() {
+    let r = bounded("Timeout vs yield_now loop", Duration::from_secs(10), || {
+        let loops: Vec<_> = (0..greenlet::settings().workers)
+            .map(|_| {
+                greenlet::spawn(|| {
+                    let _t = Timeout::start(ms(20));
+                    loop {
+                        greenlet::yield_now();
+                    }
+                })
+            })
+            .collect();
+        greenlet::joinall(loops)
+    });
+    assert!(r.iter().all(|r| *r == Err(JoinError::TimedOut)), "{r:?}");
+}
+
+struct SleepOnDrop(Duration);
+
+impl Drop for SleepOnDrop {
+    fn drop(&mut self) {
+        greenlet::sleep(self.0);
+    }
+}
+
+#[test]
+fn a_kill_or_timeout_during_a_panic_unwind_never_aborts() {
+    for round in 0..20 {
+        bounded(
+            &format!("panic then kill {round}"),
+            Duration::from_secs(10),
+            || {
+                let g = greenlet::spawn(|| {
+                    let _d = SleepOnDrop(ms(30));
+                    greenlet::sleep(ms(1));
+                    panic!("ordinary panic");
+                });
+                greenlet::sleep(ms(10));
+                assert!(g.kill_timeout(Duration::from_secs(5)));
+                assert!(matches!(
+                    g.get(),
+                    Err(JoinError::Panicked(_)) | Err(JoinError::Killed)
+                ));
+            },
+        );
+        bounded(
+            &format!("panic then Timeout {round}"),
+            Duration::from_secs(10),
+            || {
+                let g = greenlet::spawn(|| {
+                    let _t = Timeout::start(ms(5));
+                    let _d = SleepOnDrop(ms(30));
+                    greenlet::sleep(ms(1));
+                    panic!("ordinary panic");
+                });
+                assert!(matches!(g.get(), Err(JoinError::Panicked(m)) if m == "ordinary panic"));
+            },
+        );
+    }
+}
+
+#[test]
+fn a_caught_kill_can_be_re_raised_with_is_kill() {
+    bounded("catch_unwind + is_kill", Duration::from_secs(10), || {
+        let g = greenlet::spawn(|| {
+            loop {
+                if let Err(unwind) = std::panic::catch_unwind(|| greenlet::sleep(ms(2))) {
+                    assert!(greenlet::is_kill(&*unwind));
+                    std::panic::resume_unwind(unwind);
+                }
+            }
+        });
+        greenlet::sleep(ms(10));
+        assert!(g.kill());
+        assert_eq!(g.get(), Err(JoinError::Killed));
+    });
+}

@@ -17,6 +17,7 @@
 //! The contract every timed API of the crate states: **a timed wait never returns before its
 //! deadline, never hangs, and on an idle machine returns within about 2 ms after it.**
 
+pub(crate) mod hop;
 pub(crate) mod timer;
 
 use std::cell::Cell;
@@ -135,7 +136,7 @@ pub(crate) fn mark_worker_thread() {
 /// computed afresh after a park (the greenlet may resume on another thread), and the compiler
 /// may otherwise keep it across the park.
 #[inline(never)]
-fn on_worker() -> bool {
+pub(crate) fn on_worker() -> bool {
     WORKER.with(Cell::get)
 }
 
@@ -143,66 +144,12 @@ pub(crate) use timer::{ARMED, Armed, CANCELLED, arm_interrupt, disarm, drain};
 
 /// Inside a greenlet woken on a thread that is not a worker (may's timer thread runs the
 /// coroutines whose timer fired), moves the greenlet to a worker that is free to run it, so
-/// that none of its code runs on the timer thread.
-///
-/// A plain yield would queue it to the workers in turn (may's `schedule_global`), possibly
-/// behind a greenlet that computes. Instead it parks, and a tiny coroutine is queued to each
-/// worker: the first one to run wakes it from that worker, which queues it there (a queue
-/// the other workers can steal from). Costs one spawn per worker, only on timer wake-ups.
+/// that none of its code runs on the timer thread (see [`hop`]).
 #[inline]
 pub(crate) fn leave_timer_thread() {
     if may::coroutine::is_coroutine() && !on_worker() {
-        hop_to_a_worker();
+        hop::to_a_worker();
     }
-}
-
-#[cold]
-fn hop_to_a_worker() {
-    let workers = may::config().get_workers();
-    // A wake-up that came before the park leaves the greenlet where it was: try again (rare:
-    // each helper first lets its worker run what it has queued).
-    for _ in 0..8 {
-        if workers <= 1 {
-            may::coroutine::yield_now();
-            return;
-        }
-        let parked = std::sync::Arc::new(Blocker::new(true));
-        // 0: still spawning the helpers; 1: about to park; 2: a helper has taken the wake-up.
-        let stage = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
-        let mut queued = 0;
-        for worker in 0..workers {
-            let (parked, stage) = (parked.clone(), stage.clone());
-            let wake = move || {
-                // Let the greenlet reach its park first (an unpark before it would not move
-                // it; the loop then tries again), but never give the wake-up up.
-                for _ in 0..1_000 {
-                    if stage.load(std::sync::atomic::Ordering::Acquire) != 0 {
-                        break;
-                    }
-                    may::coroutine::yield_now();
-                }
-                may::coroutine::yield_now();
-                if stage.swap(2, std::sync::atomic::Ordering::AcqRel) != 2 {
-                    parked.unpark();
-                }
-            };
-            if crate::greenlet::spawn_on_worker(worker, wake) {
-                queued += 1;
-            }
-        }
-        if queued == 0 {
-            may::coroutine::yield_now();
-            return;
-        }
-        stage.store(1, std::sync::atomic::Ordering::Release);
-        // A kill here is not delivered on this thread: may's flag stays set, and the
-        // greenlet's next blocking point, back on a worker, delivers it.
-        let _ = parked.park(None);
-        if on_worker() {
-            return;
-        }
-    }
-    may::coroutine::yield_now();
 }
 
 #[cfg(test)]

@@ -191,7 +191,13 @@ static HAS_PENDING: AtomicBool = AtomicBool::new(false);
 /// crate (one relaxed load when there are none).
 #[inline]
 pub(crate) fn drain() {
-    if HAS_PENDING.load(Ordering::Relaxed) && HAS_PENDING.swap(false, Ordering::AcqRel) {
+    // Only from a greenlet on a worker: an unpark from any other thread queues the greenlet
+    // to a worker's inbox, which a busy worker does not read.
+    if HAS_PENDING.load(Ordering::Relaxed)
+        && may::coroutine::is_coroutine()
+        && super::on_worker()
+        && HAS_PENDING.swap(false, Ordering::AcqRel)
+    {
         let batch = std::mem::take(&mut *lock(&PENDING));
         run_all(batch);
     }

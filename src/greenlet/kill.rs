@@ -18,9 +18,17 @@
 //! descriptor for that, and is only called when a cancel has been sent and not yet cleared.
 
 use std::panic::resume_unwind;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 
 use super::Meta;
+use crate::deadline::hop::thread_number;
+
+/// How many greenlets have `panicked` set: while 0, blocking points check nothing.
+static PANICKED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many greenlets were sent a cancel whose kill is not delivered yet: while 0,
+/// [`check`] costs one relaxed load.
+static UNDELIVERED: AtomicUsize = AtomicUsize::new(0);
 
 // Why a greenlet is asked to stop (`Meta::kill`).
 pub(super) const NOT_KILLED: u8 = 0;
@@ -42,8 +50,11 @@ pub(super) struct KillState {
     delivered: AtomicBool,
     /// Set by the greenlet once it has cleared may's flag after a sent cancel.
     cleared: AtomicBool,
-    /// Set by the panic hook when a panic that is not a kill starts in the greenlet.
+    /// Set by the panic hook when a panic that is not a kill starts in the greenlet; cleared
+    /// once the greenlet is known to have caught it (see [`blocking_point`]).
     panicked: AtomicBool,
+    /// The thread the panic started on (a [`thread_number`]).
+    panic_thread: AtomicU64,
 }
 
 impl KillState {
@@ -54,6 +65,7 @@ impl KillState {
             delivered: AtomicBool::new(false),
             cleared: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
+            panic_thread: AtomicU64::new(0),
         }
     }
 
@@ -80,8 +92,16 @@ impl Meta {
         // Pairs with the fence in `Inner::run`: either the greenlet sees the kill before its
         // body starts, or we see its coroutine here and cancel it.
         fence(Ordering::SeqCst);
+        if self.kill.panicked.load(Ordering::SeqCst) {
+            // Unwinding from a panic of its own: that unwind ends it, and a cancel now would
+            // make may raise a second unwind inside a destructor. If the panic turns out to be
+            // caught, its next blocking point delivers the kill (`caught_panic`).
+            self.kill.cancel.store(NO_CANCEL, Ordering::SeqCst);
+            return true;
+        }
         match self.co.get() {
             Some(co) => {
+                UNDELIVERED.fetch_add(1, Ordering::Relaxed);
                 self.kill.cancel.store(SENT, Ordering::SeqCst);
                 // SAFETY: may marks `cancel` unsafe because it unwinds the target at its next
                 // blocking point and so "drops all the resources the coroutine holds". That is
@@ -121,13 +141,19 @@ impl Meta {
     /// Marks the kill delivered by an unwind that has started (may raised it, or the greenlet
     /// was killed before its body ran), and clears may's flag.
     pub(super) fn delivered_by_unwind(&self) {
-        self.kill.delivered.store(true, Ordering::SeqCst);
+        self.kill
+            .panic_thread
+            .store(thread_number(), Ordering::SeqCst);
+        self.mark_delivered();
         self.absorb_cancel();
     }
 
     /// Starts the unwind of the kill. Never returns.
     fn deliver(&self) -> ! {
-        self.kill.delivered.store(true, Ordering::SeqCst);
+        self.kill
+            .panic_thread
+            .store(thread_number(), Ordering::SeqCst);
+        self.mark_delivered();
         self.absorb_cancel();
         resume_unwind(Box::new(generator::Error::Cancel))
     }
@@ -140,11 +166,12 @@ pub(crate) fn cancelled() {
     let found = super::with_current_meta(|m| {
         if m.kill.delivered.load(Ordering::SeqCst) {
             m.absorb_cancel();
-        } else if m.kill.panicked.load(Ordering::SeqCst) && std::thread::panicking() {
+        } else if m.kill.panicked.load(Ordering::SeqCst) {
             // The greenlet is unwinding from a panic of its own (a destructor waits): a second
             // unwind would abort the process. It ends with that panic; the kill counts as
-            // delivered. (`thread::panicking()` alone is not enough: it is per OS thread, and
-            // another greenlet unwinding on this worker can make it true here.)
+            // delivered. (Not `thread::panicking()`: it is per OS thread, so it is false once
+            // the unwinding greenlet has moved to another worker, and true for any greenlet on
+            // a worker where another one is parked mid-unwind.)
             m.delivered_by_unwind();
         } else {
             m.deliver();
@@ -156,6 +183,28 @@ pub(crate) fn cancelled() {
     }
 }
 
+/// After may's own waits, which decide with `thread::panicking()` whether to raise a kill (and
+/// so miss it on a worker where another greenlet is parked mid-unwind): delivers a kill that
+/// was sent but not raised. One relaxed load while no kill is pending anywhere.
+#[inline]
+pub(crate) fn check() {
+    if UNDELIVERED.load(Ordering::Relaxed) != 0 {
+        check_slow();
+    }
+}
+
+#[cold]
+fn check_slow() {
+    let pending = super::with_current_meta(|m| {
+        m.kill.requested()
+            && !m.kill.delivered.load(Ordering::SeqCst)
+            && !m.kill.panicked.load(Ordering::SeqCst)
+    });
+    if pending == Some(true) {
+        super::with_current_meta(|m| m.deliver());
+    }
+}
+
 /// Called by the panic hook when may raised its cancel unwind in a greenlet: the kill is
 /// delivered, and may's flag (set, or the cancel would not have been raised) is cleared.
 pub(crate) fn unwind_started() {
@@ -164,7 +213,72 @@ pub(crate) fn unwind_started() {
 
 /// Called by the panic hook when a panic that is not a kill starts in a greenlet.
 pub(crate) fn panic_started() {
-    super::with_current_meta(|m| m.kill.panicked.store(true, Ordering::SeqCst));
+    super::with_current_meta(|m| {
+        m.kill.panic_thread.store(thread_number(), Ordering::SeqCst);
+        if !m.kill.panicked.swap(true, Ordering::SeqCst) {
+            PANICKED.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+}
+
+/// At every blocking point: forgets a greenlet's panic once it is known to be caught, so
+/// that kills unwind it again. Known when the greenlet blocks on the thread its panic started
+/// on and that thread is not panicking: it cannot have moved since (only a park moves it), so
+/// the unwind has ended. One relaxed load while no greenlet has panicked.
+#[inline]
+pub(crate) fn blocking_point() {
+    if PANICKED.load(Ordering::Relaxed) != 0 {
+        caught_panic();
+    }
+}
+
+#[cold]
+fn caught_panic() {
+    super::with_current_meta(|m| {
+        if m.kill.panicked.load(Ordering::SeqCst)
+            && m.kill.panic_thread.load(Ordering::SeqCst) == thread_number()
+            && !std::thread::panicking()
+        {
+            m.forget_panic();
+            // A kill that came during the panic was kept for now.
+            if m.kill.requested() && !m.kill.delivered.load(Ordering::SeqCst) {
+                m.deliver();
+            }
+        }
+    });
+}
+
+impl Meta {
+    fn mark_delivered(&self) {
+        let was = self.kill.delivered.swap(true, Ordering::SeqCst);
+        if !was && self.kill.cancel.load(Ordering::SeqCst) == SENT {
+            UNDELIVERED.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// At the greenlet's end: a kill sent and never delivered (it finished first) no longer
+    /// counts as pending.
+    pub(super) fn kill_settled(&self) {
+        self.mark_delivered();
+    }
+
+    /// Before the greenlet's own catch: if it is unwinding (a kill or a panic) and has moved
+    /// to another thread since the unwind started, moves it back (see `deadline::hop`).
+    pub(super) fn unwind_home(&self) {
+        let unwinding =
+            self.kill.delivered.load(Ordering::SeqCst) || self.kill.panicked.load(Ordering::SeqCst);
+        let home = self.kill.panic_thread.load(Ordering::SeqCst);
+        if unwinding && home != 0 && home != thread_number() {
+            crate::deadline::hop::to_thread(home);
+        }
+    }
+
+    /// Clears the panic mark (caught, or the greenlet has ended).
+    pub(super) fn forget_panic(&self) {
+        if self.kill.panicked.swap(false, Ordering::SeqCst) {
+            PANICKED.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// For a blocking point that caught a kill's unwind to report it as an error (`monkey`'s C

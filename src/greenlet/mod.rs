@@ -245,8 +245,15 @@ impl<T: Send + 'static> Inner<T> {
             drop(f);
             Err(meta.kill_error())
         } else {
-            catch_unwind(AssertUnwindSafe(f)).map_err(|payload| self.failure(&*payload))
+            // The guard's drop runs last in an unwind, just before the catch below.
+            let body = || {
+                let _home = UnwindHome(meta);
+                f()
+            };
+            catch_unwind(AssertUnwindSafe(body)).map_err(|payload| self.failure(&*payload))
         };
+        meta.forget_panic();
+        meta.kill_settled();
         if meta.running.swap(false, Ordering::AcqRel) {
             self.finish(result);
         }
@@ -320,6 +327,15 @@ impl<T: Send + 'static> Inner<T> {
 
 fn may_current() -> Option<may::coroutine::Coroutine> {
     may::coroutine::is_coroutine().then(may::coroutine::current)
+}
+
+/// Moves an unwinding greenlet back to the thread its unwind started on, before the catch.
+struct UnwindHome<'a>(&'a Meta);
+
+impl Drop for UnwindHome<'_> {
+    fn drop(&mut self) {
+        self.0.unwind_home();
+    }
 }
 
 /// Runs `f` with the calling greenlet's [`Meta`]; `None` on a plain thread or a raw may

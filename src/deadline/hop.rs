@@ -1,0 +1,136 @@
+//! Moving a greenlet to another OS thread on purpose: off may's timer thread onto a free
+//! worker, and back to the thread its unwind started on before the unwind is caught.
+//!
+//! may offers no way to queue an existing coroutine to a chosen worker, but it can spawn one
+//! there (`Builder::id`), and an unpark made by a coroutine running on a worker queues the
+//! unparked one to that worker's local queue. So the greenlet parks, a tiny helper coroutine
+//! is queued to the wanted worker(s), and the first helper to run unparks it from there. An
+//! unpark that comes before the park leaves the greenlet where it was; a helper stolen by
+//! another worker unparks it from the wrong one: the callers check and try again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
+
+use may::sync::Blocker;
+
+use crate::sync::lock;
+
+static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    static THREAD: u64 = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A number for the calling OS thread. Not inlined: a greenlet may have changed thread since
+/// its last call, and the thread-local's address must be computed afresh.
+#[inline(never)]
+pub(crate) fn thread_number() -> u64 {
+    THREAD.with(|t| *t)
+}
+
+/// The workers' thread numbers, by may worker index (learned when the runtime starts).
+static WORKERS: Mutex<Vec<(u64, usize)>> = Mutex::new(Vec::new());
+
+/// Learns which thread is which worker: one helper queued to each worker reports its thread.
+/// Called once, while the runtime starts.
+pub(crate) fn learn_workers() {
+    let workers = may::config().get_workers();
+    let (tx, rx) = mpsc::channel();
+    for index in 0..workers {
+        let tx = tx.clone();
+        crate::greenlet::spawn_on_worker(index, move || {
+            let _ = tx.send((thread_number(), index));
+        });
+    }
+    drop(tx);
+    let mut seen = Vec::new();
+    while let Ok(pair) = rx.recv_timeout(Duration::from_secs(5)) {
+        seen.push(pair);
+    }
+    // A helper stolen by another worker would map two indexes to one thread: keep only
+    // threads seen once.
+    let unique: Vec<_> = seen
+        .iter()
+        .filter(|(t, _)| seen.iter().filter(|(u, _)| u == t).count() == 1)
+        .copied()
+        .collect();
+    *lock(&WORKERS) = unique;
+}
+
+fn worker_of(thread: u64) -> Option<usize> {
+    lock(&WORKERS)
+        .iter()
+        .find(|(t, _)| *t == thread)
+        .map(|(_, i)| *i)
+}
+
+/// One round: parks the greenlet and has the first helper to run on one of `targets` unpark
+/// it. Returns `false` if no helper could be spawned (nothing parked).
+fn round(targets: impl Iterator<Item = usize>) -> bool {
+    let parked = Arc::new(Blocker::new(true));
+    // 0: still spawning the helpers; 1: about to park; 2: a helper has taken the wake-up.
+    let stage = Arc::new(AtomicU8::new(0));
+    let mut queued = 0;
+    for worker in targets {
+        let (parked, stage) = (parked.clone(), stage.clone());
+        let wake = move || {
+            // Let the greenlet reach its park first (an unpark before it would not move it;
+            // the caller then tries again), but never give the wake-up up.
+            for _ in 0..1_000 {
+                if stage.load(Ordering::Acquire) != 0 {
+                    break;
+                }
+                may::coroutine::yield_now();
+            }
+            may::coroutine::yield_now();
+            if stage.swap(2, Ordering::AcqRel) != 2 {
+                parked.unpark();
+            }
+        };
+        if crate::greenlet::spawn_on_worker(worker, wake) {
+            queued += 1;
+        }
+    }
+    if queued == 0 {
+        return false;
+    }
+    stage.store(1, Ordering::Release);
+    // A kill here is not acted on: may's flag stays set, and the greenlet's next blocking
+    // point delivers it.
+    let _ = parked.park(None);
+    true
+}
+
+/// Moves the calling greenlet from a thread that is not a worker to a free worker.
+#[cold]
+pub(crate) fn to_a_worker() {
+    let workers = may::config().get_workers();
+    for _ in 0..8 {
+        if workers <= 1 || !round(0..workers) {
+            break;
+        }
+        if super::on_worker() {
+            return;
+        }
+    }
+    may::coroutine::yield_now();
+}
+
+/// Moves the calling greenlet back to thread `home` (a worker), so that the unwind that
+/// started there is caught there: std counts panics per OS thread, and a catch on another
+/// thread would leave `home` counting one panic too many and the other one too few (wrapping
+/// below zero), after which `thread::panicking()` is wrong on both. Best effort: gives up
+/// after a few tries (a helper can be stolen by another worker).
+#[cold]
+pub(crate) fn to_thread(home: u64) {
+    let Some(worker) = worker_of(home) else {
+        return;
+    };
+    for _ in 0..8 {
+        if thread_number() == home || !round(std::iter::once(worker)) {
+            return;
+        }
+    }
+}

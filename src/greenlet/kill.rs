@@ -16,6 +16,19 @@
 //! set, `wait_io` returns at once and clears it; with a cancel on its way, it parks until the
 //! cancel wakes it, and clears it then. [`clear_cancel_flag`] uses a private, never-ready
 //! descriptor for that, and is only called when a cancel has been sent and not yet cleared.
+//!
+//! Three more rules keep a second unwind from starting inside a destructor, which would abort:
+//! - A kill that arrives while the greenlet unwinds from a panic of its own sends no cancel:
+//!   that unwind ends the greenlet. If the panic is caught, the greenlet's first blocking point
+//!   afterwards (on the thread the panic started on, which is then not panicking) delivers it.
+//! - may raises its own kill unwinds (at `yield_now`, in its sockets and locks); the crate
+//!   sees them start in its panic hook, and again below the user's frames at each blocking
+//!   point (`monitor::blocking_until`), whatever hook is installed.
+//! - Before the greenlet's own catch, an unwinding greenlet that moved to another thread while
+//!   parked in a destructor moves back (`deadline::hop::to_thread`): std counts panics per OS
+//!   thread, and a catch on the wrong thread would leave both threads' counts wrong for good.
+//!
+//! A kill caught by user code (`catch_unwind`) must be re-raised ([`is_kill`]).
 
 use std::panic::resume_unwind;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};

@@ -35,15 +35,20 @@ fn configure_then_start_then_refuse() {
     );
 }
 
-/// With one worker, two greenlets that `yield_now` take strict turns.
+/// With one worker, two running greenlets that `yield_now` take strict turns. They start
+/// together (a greenlet spawned while another loops on `yield_now` waits in the worker's
+/// inbox until the loop ends: docs/upstream.md, item 7).
 fn strict_alternation_on_one_worker() {
     const TURNS: usize = 10;
     let log = Arc::new(Mutex::new(Vec::new()));
+    let go = Arc::new(greenlet::sync::Event::new());
     let gs: Vec<_> = ["t1", "t2"]
         .into_iter()
         .map(|name| {
             let log = log.clone();
+            let go = go.clone();
             greenlet::spawn(move || {
+                go.wait();
                 for _ in 0..TURNS {
                     log.lock().unwrap().push(name);
                     greenlet::yield_now();
@@ -51,6 +56,18 @@ fn strict_alternation_on_one_worker() {
             })
         })
         .collect();
+    // Both wait on `go` (a greenlet waiting there has started); then both are woken at once.
+    greenlet::track_waits(true);
+    while greenlet::dump()
+        .greenlets()
+        .iter()
+        .filter(|g| g.waiting().is_some_and(|w| w.what() == "Event::wait"))
+        .count()
+        < 2
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    go.set();
     greenlet::joinall(gs);
     let log = log.lock().unwrap();
     assert_eq!(log.len(), 2 * TURNS);

@@ -62,6 +62,12 @@ pub struct ClientBuilder {
     roots: Vec<Vec<u8>>,
 }
 
+/// A time-out for ureq, which adds it to an `Instant` (and panics on overflow): one over a
+/// year means none, as for sockets.
+fn finite(d: Duration) -> Option<Duration> {
+    (d <= crate::deadline::MAX_IO_TIMEOUT).then_some(d)
+}
+
 impl ClientBuilder {
     /// A deadline for the whole request, from resolving to the end of the body
     /// ([`Deadline::Total`](super::Deadline::Total)). Default: none.
@@ -69,7 +75,7 @@ impl ClientBuilder {
     /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
     /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn timeout(mut self, d: Duration) -> Self {
-        self.total = Some(d);
+        self.total = finite(d);
         self
     }
 
@@ -79,14 +85,14 @@ impl ClientBuilder {
     /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
     /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn connect_timeout(mut self, d: Duration) -> Self {
-        self.connect = Some(d);
+        self.connect = finite(d);
         self
     }
 
     /// A deadline for each read of the response ([`Deadline::Read`](super::Deadline::Read)):
     /// a server that stops sending for this long fails the request. Default: none.
     pub fn read_timeout(mut self, d: Duration) -> Self {
-        self.read = Some(d);
+        self.read = finite(d);
         self
     }
 

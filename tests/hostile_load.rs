@@ -1,0 +1,43 @@
+//! Load: thousands of greenlets in timed waits at once, timers beside a computing greenlet,
+//! `Timeout`s and `with_timeout`s en masse, and the producer/consumer drain of issue 13
+//! (20 producers × 1,000 items into `Queue::bounded(16)`, 8 consumers on `get_timeout`), made
+//! hostile: short retried time-outs on both sides and consumers killed midway. Nothing
+//! returns early, nothing hangs, every item is taken exactly once.
+
+#[path = "hostile/load.rs"]
+mod load;
+mod support;
+
+use support::hostile::scaled;
+
+#[test]
+fn two_thousand_timed_waits() {
+    for seed in 0..scaled(3, 2) as u64 {
+        load::timed_waits(2_000, seed);
+    }
+}
+
+#[test]
+fn timeouts_and_with_timeouts_en_masse() {
+    for seed in 0..2 {
+        load::timeouts(scaled(1_000, 500), seed);
+    }
+}
+
+#[test]
+fn producer_consumer_drain_with_timeouts_and_kills() {
+    load::drains(10);
+}
+
+/// Bug: on two workers, beside one greenlet that computes and calls `yield_now` every
+/// 200 µs, a greenlet's `sleep` of 1–20 ms can last until the computing greenlet stops (here
+/// 2–3 s): its timer wake-up is not delivered meanwhile. Seen at commit bde0573 in most runs
+/// (the greenlet had started at once; only its wake-up waited); it passed at 2bd474f. The
+/// one-worker variant (`hostile_one_worker.rs`) fails at both.
+#[test]
+#[ignore = "bug: beside a yield_now loop, timer wake-ups can wait until it stops (2 workers)"]
+fn timers_fire_beside_a_computing_greenlet() {
+    for seed in 0..3 {
+        load::timers_beside_a_computing_greenlet(seed);
+    }
+}

@@ -1,0 +1,122 @@
+//! The load and race cases of `hostile_load.rs` and `hostile_races.rs` on a single worker
+//! (`config().workers(1)`): timer wake-ups cannot hop to another worker, a greenlet that
+//! computes holds the only one, and every notifier, killer and waiter shares it.
+//!
+//! The runtime starts once per process: every test first applies the configuration (once,
+//! before any spawn) and checks it took effect.
+
+#[path = "hostile/load.rs"]
+mod load;
+#[path = "hostile/races.rs"]
+mod races;
+mod support;
+
+use std::sync::OnceLock;
+
+use support::hostile::scaled;
+
+/// Applies `workers(1)` before the first spawn of this process.
+fn one_worker() {
+    static APPLIED: OnceLock<()> = OnceLock::new();
+    APPLIED.get_or_init(|| {
+        greenlet::config()
+            .workers(1)
+            .apply()
+            .expect("applied before the runtime starts");
+    });
+    assert_eq!(greenlet::settings().workers, 1);
+}
+
+#[test]
+fn two_thousand_timed_waits() {
+    one_worker();
+    for seed in 0..scaled(2, 1) as u64 {
+        load::timed_waits(2_000, 100 + seed);
+    }
+}
+
+#[test]
+fn timeouts_and_with_timeouts_en_masse() {
+    one_worker();
+    load::timeouts(scaled(1_000, 500), 100);
+}
+
+#[test]
+fn producer_consumer_drain_with_timeouts_and_kills() {
+    one_worker();
+    load::drains(10);
+}
+
+/// Bug: on one worker, a greenlet that computes and calls `yield_now` now and then (what the
+/// crate's docs recommend for long computations) holds up the greenlets that a plain thread
+/// spawns beside it and their 1–20 ms sleeps: they return only when it stops (3 s here). At
+/// 2bd474f the spawned greenlets did not even start (may's `yield_now` requeues the greenlet
+/// on the worker's local queue, and the worker reads its inbox, where spawns and wake-ups
+/// from other threads go, only when that queue is empty); at bde0573 it still fails. The
+/// same program on two workers passed at 2bd474f (`hostile_load.rs`).
+#[test]
+#[ignore = "bug: on one worker, a yield_now loop holds up spawns and sleeps from other threads"]
+fn timers_fire_beside_a_computing_greenlet() {
+    one_worker();
+    load::timers_beside_a_computing_greenlet(100);
+}
+
+#[test]
+fn event_set_vs_timeout_vs_kill() {
+    one_worker();
+    races::event_set_vs_timeout_vs_kill();
+}
+
+#[test]
+fn async_result_set_vs_timeout_vs_kill() {
+    one_worker();
+    races::async_result_set_vs_timeout_vs_kill();
+}
+
+#[test]
+fn queue_get_vs_timeout_vs_kill() {
+    one_worker();
+    races::queue_get_vs_timeout_vs_kill();
+}
+
+#[test]
+fn semaphore_release_vs_timeout_vs_kill() {
+    one_worker();
+    races::semaphore_release_vs_timeout_vs_kill();
+}
+
+#[test]
+fn greenlet_finish_vs_join_timeout_vs_kill() {
+    one_worker();
+    races::greenlet_finish_vs_join_timeout_vs_kill();
+}
+
+#[test]
+fn condvar_notify_all_vs_timeout() {
+    one_worker();
+    races::condvar_notify_all_vs_timeout();
+}
+
+#[test]
+fn with_timeout_vs_work_finishing() {
+    one_worker();
+    races::with_timeout_vs_work_finishing();
+}
+
+#[test]
+fn timeout_guard_vs_work_finishing_vs_kill() {
+    one_worker();
+    races::timeout_guard_vs_work_finishing_vs_kill();
+}
+
+#[test]
+fn kills_and_timeouts_at_once_are_delivered_once() {
+    one_worker();
+    races::kills_and_timeouts_at_once_are_delivered_once();
+}
+
+#[test]
+fn links_from_threads_and_greenlets_on_a_finishing_greenlet() {
+    one_worker();
+    races::links_from_threads_and_greenlets_on_a_finishing_greenlet();
+}

@@ -1,0 +1,222 @@
+//! Notify vs time-out vs kill, arriving at the same instant, thousands of rounds per
+//! primitive: a waiter with a 1 ms deadline, a notifier that fires at 1 ms ± 200 µs and, in
+//! some rounds, a kill at 1 ms ± 200 µs. Nothing may be delivered twice or lost (queue items
+//! are counted, semaphore permits conserved, a set event seen by every later waiter, a
+//! pending wake-up passed on), no wait may report a time-out early, nothing may hang or
+//! abort. Rounds run 16 or 32 at a time, each batch under the watchdog.
+//!
+//! Also here: links, `get` and `error` from several threads on a greenlet that is finishing,
+//! kills that are delivered once, and races that the crate loses (ignored tests, each with
+//! the bug it shows).
+
+#[path = "hostile/races.rs"]
+mod races;
+mod support;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use greenlet::Timeout;
+use races::WATCH;
+use support::hostile::{sleep_until, us};
+use support::ms;
+use support::watchdog::bounded;
+
+#[test]
+fn event_set_vs_timeout_vs_kill() {
+    races::event_set_vs_timeout_vs_kill();
+}
+
+#[test]
+fn async_result_set_vs_timeout_vs_kill() {
+    races::async_result_set_vs_timeout_vs_kill();
+}
+
+#[test]
+fn queue_get_vs_timeout_vs_kill() {
+    races::queue_get_vs_timeout_vs_kill();
+}
+
+#[test]
+fn semaphore_release_vs_timeout_vs_kill() {
+    races::semaphore_release_vs_timeout_vs_kill();
+}
+
+#[test]
+fn greenlet_finish_vs_join_timeout_vs_kill() {
+    races::greenlet_finish_vs_join_timeout_vs_kill();
+}
+
+#[test]
+fn condvar_notify_all_vs_timeout() {
+    races::condvar_notify_all_vs_timeout();
+}
+
+#[test]
+fn with_timeout_vs_work_finishing() {
+    races::with_timeout_vs_work_finishing();
+}
+
+#[test]
+fn timeout_guard_vs_work_finishing_vs_kill() {
+    races::timeout_guard_vs_work_finishing_vs_kill();
+}
+
+#[test]
+fn kills_and_timeouts_at_once_are_delivered_once() {
+    races::kills_and_timeouts_at_once_are_delivered_once();
+}
+
+#[test]
+fn links_from_threads_and_greenlets_on_a_finishing_greenlet() {
+    races::links_from_threads_and_greenlets_on_a_finishing_greenlet();
+}
+
+/// Condvar with kills: a kill that lands while a waiter re-takes the mutex after its wait
+/// breaks the mutex (see `hostile_kill::a_kill_while_a_condvar_waiter_retakes_its_mutex`),
+/// and another waiter's *timed* wait then hangs for good (its deadline long passed; seen as
+/// "parked in Condvar::wait for 29990 ms, deadline passed 29950 ms ago" in the dump).
+#[test]
+#[ignore = "bug: a kill during Condvar's mutex re-acquire breaks the Mutex; timed waits then hang"]
+fn condvar_notify_all_vs_timeout_vs_kill() {
+    races::condvar_notify_all_vs_timeout_vs_kill();
+}
+
+// ---- races the crate loses (bugs) ----
+
+/// Bug: a `Timeout` that expired while its greenlet computed (or at the instant its guarded
+/// section ended) strikes after the guard was dropped: the greenlet is ended with
+/// `TimedOut` at a later, unrelated blocking point. The docs: "While the guard lives, the
+/// greenlet is interrupted at its first blocking point after the deadline"; dropping the guard
+/// should end that. It also depends on the number of workers: with one worker, the timer
+/// greenlet cannot run while the greenlet computes, and it survives.
+#[test]
+#[ignore = "bug: a Timeout that fired is not disarmed by dropping its guard"]
+fn a_dropped_timeout_guard_never_strikes() {
+    for round in 0..5 {
+        let r = bounded(&format!("dropped Timeout, round {round}"), WATCH, || {
+            greenlet::spawn(|| {
+                let t = Timeout::start(ms(1));
+                let busy = Instant::now();
+                while busy.elapsed() < ms(20) {
+                    std::hint::spin_loop();
+                }
+                drop(t);
+                // The guard is gone: this sleep is not under any deadline.
+                greenlet::sleep(ms(5));
+                "finished"
+            })
+            .get()
+        });
+        assert_eq!(r, Ok("finished"), "round {round}");
+    }
+}
+
+/// Keeps both cores busy while it lives (a loaded machine).
+struct Hogs(Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>);
+
+impl Hogs {
+    fn start(n: usize) -> Hogs {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Hogs(stop, threads)
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        for t in self.1.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Socket reads with a read time-out of 1–2 ms, each satisfied (one byte written by a
+/// plain thread) 300 µs before its deadline; those that time out although the byte was
+/// written before the deadline are returned, with whether it is still queued.
+fn reads_satisfied_before_the_deadline(rounds: u64) -> Vec<String> {
+    use std::os::fd::AsRawFd;
+    let mut bad = Vec::new();
+    for i in 0..rounds {
+        let l = greenlet::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = greenlet::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let d = us(1000 + i % 3 * 500);
+        c.set_read_timeout(Some(d)).unwrap();
+        let start = Instant::now();
+        // A plain thread of the blocking pool: waiting for it parks a greenlet.
+        let writer = greenlet::threadpool::spawn_blocking(move || {
+            sleep_until(start + d - us(300));
+            s.write_all(b"x").unwrap();
+            (start.elapsed(), s)
+        });
+        let r = if i.is_multiple_of(2) {
+            c.read(&mut [0; 8])
+        } else {
+            (&c).read(&mut [0; 8])
+        };
+        let took = start.elapsed();
+        let (written, _s) = writer.get().unwrap();
+        if let Err(e) = r
+            && written < d
+        {
+            let mut b = [0u8; 1];
+            // SAFETY: a plain non-blocking peek into a local buffer.
+            let queued = unsafe {
+                libc::recv(
+                    c.as_raw_fd(),
+                    b.as_mut_ptr().cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            } > 0;
+            bad.push(format!(
+                "read_timeout {d:?}: byte written after {written:?}, {e} after {took:?}, \
+                 still queued: {queued}"
+            ));
+        }
+    }
+    bad
+}
+
+/// Bug: a socket read whose data was queued before its deadline (and is still queued) can
+/// fail with `TimedOut`. std's reads never do: the kernel returns queued data. may's time-out
+/// wins without a last look at the socket when its reply comes late: on a plain thread
+/// (may parks the thread and lets a proxy coroutine wait) on a loaded machine, 10 to 13 of
+/// 300 reads here; in a greenlet more rarely (the table in `hostile_timed.rs` once saw a
+/// 30 ms read time out with its byte written 24 µs before the deadline).
+#[test]
+#[ignore = "bug: a socket read can time out with data queued before its deadline"]
+fn socket_reads_never_time_out_with_data_queued() {
+    let _hogs = Hogs::start(3);
+    let mut bad: Vec<String> = reads_satisfied_before_the_deadline(300)
+        .into_iter()
+        .map(|b| format!("on a thread: {b}"))
+        .collect();
+    let in_a_greenlet = support::watchdog::in_greenlet("reads in a greenlet", WATCH, || {
+        reads_satisfied_before_the_deadline(300)
+    });
+    bad.extend(
+        in_a_greenlet
+            .into_iter()
+            .map(|b| format!("in a greenlet: {b}")),
+    );
+    assert!(
+        bad.is_empty(),
+        "{} of 600 reads:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}

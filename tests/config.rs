@@ -42,13 +42,23 @@ fn strict_alternation_on_one_worker() {
     const TURNS: usize = 10;
     let log = Arc::new(Mutex::new(Vec::new()));
     let go = Arc::new(greenlet::sync::Event::new());
+    let both = Arc::new(greenlet::sync::Event::new());
+    let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let gs: Vec<_> = ["t1", "t2"]
         .into_iter()
         .map(|name| {
             let log = log.clone();
             let go = go.clone();
+            let (arrived, both) = (arrived.clone(), both.clone());
             greenlet::spawn(move || {
                 go.wait();
+                // The second to arrive wakes the first from the worker: both are then on its
+                // local queue, and take turns.
+                if arrived.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                    both.set();
+                } else {
+                    both.wait();
+                }
                 for _ in 0..TURNS {
                     log.lock().unwrap().push(name);
                     greenlet::yield_now();

@@ -2,6 +2,10 @@
 //! client: `StreamServer::stop(grace)`, `http::Client` `timeout`, `read_timeout` and
 //! `connect_timeout`.
 //!
+//! The cases run in greenlets only: on plain threads, socket time-outs can hang (see
+//! `hostile_races::socket_timeouts_on_threads_never_hang`; an `http::Client` request with a
+//! 1 ms time-out from a plain thread hung here once).
+//!
 //! A process of its own: stopping a server kills greenlets parked in may's socket waits, and
 //! on a worker where another greenlet is parked in the middle of a kill's unwind (as the
 //! `kill_timeout` cases of `hostile_timed.rs` make) such a kill is never raised and the
@@ -78,6 +82,7 @@ fn http_client_timeout() {
         Api::new("http::Client timeout", || {
             http_case(|d| greenlet::http::Client::builder().timeout(d).build())
         })
+        .greenlets_only()
         .modes(NO_READY)
         .skip_max(),
     );
@@ -89,6 +94,7 @@ fn http_client_read_timeout() {
         Api::new("http::Client read_timeout", || {
             http_case(|d| greenlet::http::Client::builder().read_timeout(d).build())
         })
+        .greenlets_only()
         .modes(NO_READY),
     );
 }
@@ -125,6 +131,7 @@ fn http_client_connect_timeout() {
             })
         })
         // Zero: "check once" cannot connect.
+        .greenlets_only()
         .modes(&[Expires]),
     );
 }
@@ -161,6 +168,7 @@ fn stream_server_stop_grace() {
                 },
             )
         })
+        .greenlets_only()
         .modes(NO_READY),
     );
 }

@@ -10,7 +10,9 @@
 //! satisfier is a plain thread in even rounds and a greenlet in odd ones. Every case runs
 //! under the watchdog, named like "Event::wait_timeout 999µs greenlet satisfied-after".
 //! (The harness is `tests/hostile/table.rs`; the servers and the HTTP client are in
-//! `hostile_servers.rs`, a process of their own: see there why.)
+//! `hostile_servers.rs`, a process of their own: see there why. Socket time-outs run in
+//! greenlets only: on plain threads they can hang, see
+//! `hostile_races::socket_timeouts_on_threads_never_hang`.)
 //!
 //! What is checked, for each case:
 //! - a wait that reports a time-out took at least its deadline (never early);
@@ -786,6 +788,7 @@ fn tcp_read_timeout() {
                 },
             )
         })
+        .greenlets_only()
         .no_zero()
         .io_race(),
     );
@@ -807,6 +810,7 @@ fn tcp_shared_read_timeout() {
                 },
             )
         })
+        .greenlets_only()
         .no_zero()
         .io_race(),
     );
@@ -828,6 +832,7 @@ fn tcp_peek_timeout() {
                 },
             )
         })
+        .greenlets_only()
         .no_zero()
         .io_race(),
     );
@@ -850,6 +855,7 @@ fn tcp_write_timeout() {
                 },
             )
         })
+        .greenlets_only()
         .no_zero(),
     );
 }
@@ -870,6 +876,7 @@ fn tcp_shared_write_timeout() {
                 },
             )
         })
+        .greenlets_only()
         .no_zero(),
     );
 }
@@ -902,6 +909,7 @@ fn tcp_connect_timeout() {
             )
         })
         .modes(READY_EXPIRES)
+        .greenlets_only()
         .no_zero(),
     );
 }
@@ -931,6 +939,7 @@ fn udp_recv_from_timeout() {
                 },
             )
         })
+        .greenlets_only()
         .no_zero()
         .io_race(),
     );
@@ -952,6 +961,7 @@ fn udp_recv_timeout() {
                 },
             )
         })
+        .greenlets_only()
         .no_zero()
         .io_race(),
     );

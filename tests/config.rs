@@ -41,6 +41,7 @@ fn configure_then_start_then_refuse() {
 fn strict_alternation_on_one_worker() {
     const TURNS: usize = 10;
     let log = Arc::new(Mutex::new(Vec::new()));
+    greenlet::track_waits(true); // before they park, so that `dump` sees them waiting
     let go = Arc::new(greenlet::sync::Event::new());
     let both = Arc::new(greenlet::sync::Event::new());
     let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -67,7 +68,6 @@ fn strict_alternation_on_one_worker() {
         })
         .collect();
     // Both wait on `go` (a greenlet waiting there has started); then both are woken at once.
-    greenlet::track_waits(true);
     while greenlet::dump()
         .greenlets()
         .iter()

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use crate::support::hostile::{
     CountDrop, Rng, assert_not_early, assert_not_late, scaled, sleep_until, us,
 };
-use crate::support::ms;
 use crate::support::watchdog::bounded;
 use greenlet::queue::{GetTimeoutError, Queue};
 use greenlet::sync::{AsyncResult, Condvar, Event, Mutex, Semaphore};
@@ -339,21 +338,16 @@ fn queue_round(seed: u64) {
         })
     };
     let (c1, c2) = (consumer(D), consumer(D));
-    // The long consumer takes whatever is left; taking it late means a wake-up was lost.
+    // The long consumer takes whatever is left, until the queue is closed.
     let drainer = {
         let (q, taken) = (q.clone(), taken.clone());
         greenlet::spawn(move || {
             sleep_until(base);
-            let mut last = None;
             loop {
                 match q.get_timeout(long()) {
-                    Ok(item) => {
-                        taken.lock().unwrap().push(item);
-                        last = Some(Instant::now());
-                    }
-                    Err(GetTimeoutError::Closed) => return last,
-                    // Not closed yet (a late producer): wait on.
-                    Err(GetTimeoutError::Timeout) => {}
+                    Ok(item) => taken.lock().unwrap().push(item),
+                    Err(GetTimeoutError::Closed) => return,
+                    Err(e) => panic!("the drainer: {e}"),
                 }
             }
         })
@@ -366,11 +360,7 @@ fn queue_round(seed: u64) {
             for i in 0..items {
                 q.put(seed * 10 + i).unwrap();
             }
-            let done = Instant::now();
-            // Closing wakes everyone: do it late, so that a lost wake-up shows.
-            greenlet::sleep(lost() + ms(2));
-            q.close();
-            done
+            Instant::now()
         })
     };
     let killer = rng.one_in(3).then(|| {
@@ -400,13 +390,23 @@ fn queue_round(seed: u64) {
             QUEUE.seen(s.ok);
         }
     }
-    if let Some(last) = drainer.get().unwrap() {
-        assert!(
-            last < put + lost(),
-            "an item waited {:?} in the queue while the drainer was parked",
-            last - put
-        );
+    // Everyone else is done: what is still queued must go to the drainer, promptly. An item
+    // that stays while the drainer is parked is a lost wake-up. (Closing wakes everyone, so
+    // only afterwards.)
+    let waited = Instant::now();
+    while !q.is_empty() && waited.elapsed() < lost() {
+        greenlet::sleep(us(200));
     }
+    let left_queued = q.len();
+    q.close();
+    drainer.get().unwrap();
+    assert_eq!(
+        left_queued,
+        0,
+        "items stayed queued for {:?} (put {:?} after the start) while the drainer was parked",
+        lost(),
+        put.saturating_duration_since(base)
+    );
     let mut all = std::mem::take(&mut *taken.lock().unwrap());
     while let Ok(item) = q.try_get() {
         all.push(item);

@@ -15,7 +15,7 @@ use crate::support::watchdog::bounded;
 use greenlet::queue::{GetTimeoutError, Queue};
 use greenlet::sync::{AsyncResult, Condvar, Event, Mutex, Semaphore};
 use greenlet::threadpool::spawn_blocking;
-use greenlet::{JoinError, Timeout};
+use greenlet::{Greenlet, GreenletRef, JoinError, Timeout};
 
 pub const WATCH: Duration = Duration::from_secs(30);
 
@@ -75,6 +75,22 @@ fn base() -> Instant {
 /// Around `D` after `base`: the instant a notifier or a killer acts.
 fn around_deadline(rng: &mut Rng, base: Instant) -> Instant {
     base + rng.between(D - us(200), D + us(200))
+}
+
+/// One round in three: a greenlet that kills `target` around the deadline.
+fn maybe_kill(rng: &mut Rng, target: GreenletRef, base: Instant) -> Option<Greenlet<bool>> {
+    rng.one_in(3).then(|| {
+        let when = around_deadline(rng, base);
+        at(when, move || target.kill())
+    })
+}
+
+/// A greenlet that runs `f` at `when`.
+fn at<T: Send + 'static>(when: Instant, f: impl FnOnce() -> T + Send + 'static) -> Greenlet<T> {
+    greenlet::spawn(move || {
+        sleep_until(when);
+        f()
+    })
 }
 
 /// Around `D` after `base`, later on average: for the deadlines that are kept by another
@@ -189,10 +205,7 @@ fn event_round(seed: u64) {
     let base = base();
     let waiter = |d: Duration| {
         let ev = ev.clone();
-        greenlet::spawn(move || {
-            sleep_until(base);
-            Seen::until(base + d, |d| ev.wait_timeout(d))
-        })
+        at(base, move || Seen::until(base + d, |d| ev.wait_timeout(d)))
     };
     let (w1, w2, w_long) = (waiter(D), waiter(D), waiter(long()));
     // One round in 8, a plain thread waits too.
@@ -206,19 +219,12 @@ fn event_round(seed: u64) {
     let set_at = around_deadline(&mut rng, base);
     let setter = {
         let ev = ev.clone();
-        greenlet::spawn(move || {
-            sleep_until(set_at);
+        at(set_at, move || {
             ev.set();
             Instant::now()
         })
     };
-    let killer = rng.one_in(3).then(|| {
-        let (h, at) = (w1.handle(), around_deadline(&mut rng, base));
-        greenlet::spawn(move || {
-            sleep_until(at);
-            h.kill()
-        })
-    });
+    let killer = maybe_kill(&mut rng, w1.handle(), base);
     let set = setter.get().unwrap();
     let kill = killer.map(|k| k.get().unwrap());
     match killed_or("Event waiter 1", w1.get(), kill) {
@@ -257,8 +263,7 @@ fn async_result_round(seed: u64) {
     let base = base();
     let waiter = |d: Duration| {
         let ar = ar.clone();
-        greenlet::spawn(move || {
-            sleep_until(base);
+        at(base, move || {
             let mut got = None;
             let s = Seen::until(base + d, |d| {
                 got = ar.get_timeout(d);
@@ -274,19 +279,12 @@ fn async_result_round(seed: u64) {
     let set_at = around_deadline(&mut rng, base);
     let setter = {
         let ar = ar.clone();
-        greenlet::spawn(move || {
-            sleep_until(set_at);
+        at(set_at, move || {
             ar.set(seed);
             Instant::now()
         })
     };
-    let killer = rng.one_in(3).then(|| {
-        let (h, at) = (w2.handle(), around_deadline(&mut rng, base));
-        greenlet::spawn(move || {
-            sleep_until(at);
-            h.kill()
-        })
-    });
+    let killer = maybe_kill(&mut rng, w2.handle(), base);
     let set = setter.get().unwrap();
     let kill = killer.map(|k| k.get().unwrap());
     let s1 = w1.get().unwrap();
@@ -325,8 +323,7 @@ fn queue_round(seed: u64) {
     // in between, so a kill cannot lose it.
     let consumer = |d: Duration| {
         let (q, taken) = (q.clone(), taken.clone());
-        greenlet::spawn(move || {
-            sleep_until(base);
+        at(base, move || {
             Seen::until(base + d, |d| match q.get_timeout(d) {
                 Ok(item) => {
                     taken.lock().unwrap().push(item);
@@ -341,8 +338,7 @@ fn queue_round(seed: u64) {
     // The long consumer takes whatever is left, until the queue is closed.
     let drainer = {
         let (q, taken) = (q.clone(), taken.clone());
-        greenlet::spawn(move || {
-            sleep_until(base);
+        at(base, move || {
             loop {
                 match q.get_timeout(long()) {
                     Ok(item) => taken.lock().unwrap().push(item),
@@ -355,21 +351,14 @@ fn queue_round(seed: u64) {
     let put_at = around_deadline(&mut rng, base);
     let producer = {
         let q = q.clone();
-        greenlet::spawn(move || {
-            sleep_until(put_at);
+        at(put_at, move || {
             for i in 0..items {
                 q.put(seed * 10 + i).unwrap();
             }
             Instant::now()
         })
     };
-    let killer = rng.one_in(3).then(|| {
-        let (h, at) = (c1.handle(), around_deadline(&mut rng, base));
-        greenlet::spawn(move || {
-            sleep_until(at);
-            h.kill()
-        })
-    });
+    let killer = maybe_kill(&mut rng, c1.handle(), base);
     let put = producer.get().unwrap();
     let kill = killer.map(|k| k.get().unwrap());
     // Three takers for one to three items: a consumer may time out with items put before its
@@ -429,8 +418,7 @@ fn semaphore_round(seed: u64) {
     let base = base();
     let acquirer = |d: Duration| {
         let sem = sem.clone();
-        greenlet::spawn(move || {
-            sleep_until(base);
+        at(base, move || {
             let start = Instant::now();
             let d = (base + d).saturating_duration_since(start);
             let g = sem.acquire_timeout(d);
@@ -446,19 +434,12 @@ fn semaphore_round(seed: u64) {
     let release_at = around_deadline(&mut rng, base);
     let releaser = {
         let sem = sem.clone();
-        greenlet::spawn(move || {
-            sleep_until(release_at);
+        at(release_at, move || {
             sem.release();
             Instant::now()
         })
     };
-    let killer = rng.one_in(3).then(|| {
-        let (h, at) = (w1.handle(), around_deadline(&mut rng, base));
-        greenlet::spawn(move || {
-            sleep_until(at);
-            h.kill()
-        })
-    });
+    let killer = maybe_kill(&mut rng, w1.handle(), base);
     let released = releaser.get().unwrap();
     let kill = killer.map(|k| k.get().unwrap());
     let s1 = killed_or("Semaphore waiter 1", w1.get(), kill);
@@ -490,10 +471,7 @@ fn join_round(seed: u64) {
     let base = base();
     let links = Arc::new(AtomicUsize::new(0));
     let finish_at = around_deadline(&mut rng, base);
-    let target = greenlet::spawn(move || {
-        sleep_until(finish_at);
-        seed
-    });
+    let target = at(finish_at, move || seed);
     {
         let links = links.clone();
         target.link(move |_| {
@@ -502,8 +480,7 @@ fn join_round(seed: u64) {
     }
     let joiner = {
         let h = target.handle();
-        greenlet::spawn(move || {
-            sleep_until(base);
+        at(base, move || {
             let s = Seen::until(base + D, |d| h.join_timeout(d));
             if s.ok {
                 assert!(h.ready(), "join_timeout true but not ready");
@@ -519,11 +496,8 @@ fn join_round(seed: u64) {
         })
     });
     let killer = rng.one_in(2).then(|| {
-        let (h, at) = (target.handle(), around_deadline(&mut rng, base));
-        greenlet::spawn(move || {
-            sleep_until(at);
-            h.kill()
-        })
+        let (h, when) = (target.handle(), around_deadline(&mut rng, base));
+        at(when, move || h.kill())
     });
     let s = joiner.get().unwrap();
     if !s.ok {
@@ -567,8 +541,7 @@ fn condvar_round_with(seed: u64, kills: bool) {
     let base = base();
     let waiter = |d: Duration| {
         let pair = pair.clone();
-        greenlet::spawn(move || {
-            sleep_until(base);
+        at(base, move || {
             Seen::until(base + d, |d| {
                 let g = pair.0.lock().unwrap();
                 let (g, r) = pair.1.wait_timeout_while(g, d, |ready| !*ready).unwrap();
@@ -581,8 +554,7 @@ fn condvar_round_with(seed: u64, kills: bool) {
     let notify_at = around_deadline(&mut rng, base);
     let notifier = {
         let pair = pair.clone();
-        greenlet::spawn(move || {
-            sleep_until(notify_at);
+        at(notify_at, move || {
             let mut g = pair.0.lock().unwrap();
             *g = true;
             pair.1.notify_all();
@@ -591,11 +563,8 @@ fn condvar_round_with(seed: u64, kills: bool) {
         })
     };
     let killer = (kills && rng.one_in(3)).then(|| {
-        let (h, at) = (w1.handle(), around_deadline(&mut rng, base));
-        greenlet::spawn(move || {
-            sleep_until(at);
-            h.kill()
-        })
+        let (h, when) = (w1.handle(), around_deadline(&mut rng, base));
+        at(when, move || h.kill())
     });
     let notified = notifier.get().unwrap();
     let kill = killer.map(|k| k.get().unwrap());
@@ -697,13 +666,7 @@ fn timeout_guard_round(seed: u64) {
         sleep_until(finish_at);
         seed
     });
-    let killer = rng.one_in(3).then(|| {
-        let (h, at) = (g.handle(), around_deadline(&mut rng, base));
-        greenlet::spawn(move || {
-            sleep_until(at);
-            h.kill()
-        })
-    });
+    let killer = maybe_kill(&mut rng, g.handle(), base);
     let r = g.get();
     let kill = killer.map(|k| k.get().unwrap());
     assert_eq!(drops.load(Ordering::SeqCst), 1, "destructors ran once");
@@ -785,14 +748,11 @@ fn links_round(seed: u64) {
         seed
     }));
     let kill = rng.one_in(3).then(|| {
-        let (h, at) = (
+        let (h, when) = (
             target.handle(),
             Instant::now() + rng.between(us(0), us(300)),
         );
-        greenlet::spawn(move || {
-            sleep_until(at);
-            h.kill()
-        })
+        at(when, move || h.kill())
     });
     let link = |i: usize, at: Instant| {
         let (target, calls) = (target.clone(), calls.clone());

@@ -192,7 +192,7 @@ impl Timeout {
     /// The crate's timer thread interrupts the greenlet at the deadline; nothing is spawned.
     #[track_caller]
     pub fn start(d: Duration) -> Timeout {
-        let deadline = Instant::now().checked_add(d);
+        let deadline = crate::deadline::deadline(d);
         let timer = match (current(), deadline) {
             (Some(me), Some(at)) => {
                 // The crate's timer interrupts the greenlet at `at`, from a worker: no timer

@@ -9,10 +9,12 @@
 //! - a deadline that has passed (a zero time-out) means "check once, then time out": nothing is
 //!   parked;
 //! - a deadline too far away to represent (`Duration::MAX`) means "no deadline";
-//! - any other time-out handed to may is rounded **up** to whole milliseconds (at least 1 ms,
-//!   at most [`MAX_CHUNK`]), and the wait loops until the real deadline has passed;
-//! - after a timer wakes a greenlet on a thread that is not a worker, the greenlet yields once
-//!   ([`leave_timer_thread`]) so its code runs on a worker again.
+//! - parks are given no time-out: the crate's own [`timer`] unparks them at their deadline, at
+//!   nanosecond precision, from a worker, and the wait loops until the deadline has passed;
+//! - where may must still be given a time-out (sockets, `Condvar`, or no timer thread), it is
+//!   rounded **up** to whole milliseconds, at least 1 ms ([`may_timeout`], [`may_io_timeout`]);
+//!   a greenlet that may's timer then wakes on may's timer thread moves to a worker before it
+//!   runs on ([`leave_timer_thread`]).
 //!
 //! The contract every timed API of the crate states: **a timed wait never returns before its
 //! deadline, never hangs, and on an idle machine returns within about 2 ms after it.**
@@ -40,19 +42,20 @@ pub(crate) fn deadline(d: Duration) -> Option<Instant> {
 /// What may is given for a wait of `left`: whole milliseconds, rounded up, at least 1 ms (may
 /// treats anything under 1 ms as "forever") and at most [`MAX_CHUNK`].
 pub(crate) fn may_timeout(left: Duration) -> Duration {
-    let ms = left.as_nanos().div_ceil(1_000_000).max(1);
-    let ms = u64::try_from(ms).unwrap_or(u64::MAX);
-    Duration::from_millis(ms).min(MAX_CHUNK)
+    whole_ms(left).min(MAX_CHUNK)
+}
+
+/// `d` rounded up to whole milliseconds, at least 1 ms.
+fn whole_ms(d: Duration) -> Duration {
+    let ms = d.as_nanos().div_ceil(1_000_000).max(1);
+    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 /// What may is given for a socket time-out `d` (`set_read_timeout`, `connect_timeout`):
 /// whole milliseconds, rounded up, at least 1 ms. A time-out over [`MAX_IO_TIMEOUT`] is
 /// treated as none, which keeps may's `now + d` arithmetic from overflowing.
 pub(crate) fn may_io_timeout(d: Option<Duration>) -> Option<Duration> {
-    d.filter(|d| *d <= MAX_IO_TIMEOUT).map(|d| {
-        let ms = d.as_nanos().div_ceil(1_000_000).max(1);
-        Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
-    })
+    d.filter(|d| *d <= MAX_IO_TIMEOUT).map(whole_ms)
 }
 
 /// The longest socket time-out that is kept; longer ones mean "no time-out" (a year).
@@ -109,7 +112,12 @@ pub(crate) fn park(
         if let Some(armed) = armed {
             timer::disarm(armed);
         }
-        leave_timer_thread();
+        if may_left.is_some() {
+            // Only may's timer resumes a coroutine on its own thread; without a may time-out
+            // the waker is a worker, the crate's timer (through a worker) or a plain thread
+            // (through a worker's inbox), so the check is skipped on this hot path.
+            leave_timer_thread();
+        }
         match r {
             // By a notifier or by the timer: the caller re-checks its condition, then calls
             // again, and the deadline check above ends the wait.

@@ -193,11 +193,14 @@ static HAS_PENDING: AtomicBool = AtomicBool::new(false);
 pub(crate) fn drain() {
     // Only from a greenlet on a worker: an unpark from any other thread queues the greenlet
     // to a worker's inbox, which a busy worker does not read.
-    if HAS_PENDING.load(Ordering::Relaxed)
-        && may::coroutine::is_coroutine()
-        && super::on_worker()
-        && HAS_PENDING.swap(false, Ordering::AcqRel)
-    {
+    if HAS_PENDING.load(Ordering::Relaxed) && may::coroutine::is_coroutine() && super::on_worker() {
+        run_pending();
+    }
+}
+
+/// Unparks the published batch, from whatever thread calls it.
+fn run_pending() {
+    if HAS_PENDING.swap(false, Ordering::AcqRel) {
         let batch = std::mem::take(&mut *lock(&PENDING));
         run_all(batch);
     }
@@ -215,8 +218,9 @@ fn wake(expired: Vec<Action>) {
         }
     }
     if queued == 0 {
-        // No coroutine could be spawned (out of stacks): unpark from here.
-        drain();
+        // No coroutine could be spawned (out of stacks): unpark from here (`drain` would not,
+        // on this thread).
+        run_pending();
     }
 }
 

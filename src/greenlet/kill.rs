@@ -163,11 +163,7 @@ impl Meta {
 
     /// Starts the unwind of the kill. Never returns.
     fn deliver(&self) -> ! {
-        self.kill
-            .panic_thread
-            .store(thread_number(), Ordering::SeqCst);
-        self.mark_delivered();
-        self.absorb_cancel();
+        self.delivered_by_unwind();
         resume_unwind(Box::new(generator::Error::Cancel))
     }
 }
@@ -208,14 +204,14 @@ pub(crate) fn check() {
 
 #[cold]
 fn check_slow() {
-    let pending = super::with_current_meta(|m| {
-        m.kill.requested()
+    super::with_current_meta(|m| {
+        if m.kill.requested()
             && !m.kill.delivered.load(Ordering::SeqCst)
             && !m.kill.panicked.load(Ordering::SeqCst)
+        {
+            m.deliver();
+        }
     });
-    if pending == Some(true) {
-        super::with_current_meta(|m| m.deliver());
-    }
 }
 
 /// Called by the panic hook when may raised its cancel unwind in a greenlet: the kill is
@@ -262,17 +258,13 @@ fn caught_panic() {
 }
 
 impl Meta {
-    fn mark_delivered(&self) {
+    /// Marks the kill delivered, so that a sent cancel no longer counts as pending (also at
+    /// the greenlet's end, for a kill it finished before receiving).
+    pub(super) fn mark_delivered(&self) {
         let was = self.kill.delivered.swap(true, Ordering::SeqCst);
         if !was && self.kill.cancel.load(Ordering::SeqCst) == SENT {
             UNDELIVERED.fetch_sub(1, Ordering::Relaxed);
         }
-    }
-
-    /// At the greenlet's end: a kill sent and never delivered (it finished first) no longer
-    /// counts as pending.
-    pub(super) fn kill_settled(&self) {
-        self.mark_delivered();
     }
 
     /// Before the greenlet's own catch: if it is unwinding (a kill or a panic) and has moved
@@ -303,6 +295,8 @@ pub(crate) fn redeliver() {
         m.kill.delivered.store(false, Ordering::SeqCst);
         m.kill.cleared.store(false, Ordering::SeqCst);
         if let Some(co) = m.co.get() {
+            // Pending again, as when `request_kill` sent it (`mark_delivered` counts it off).
+            UNDELIVERED.fetch_add(1, Ordering::Relaxed);
             m.kill.cancel.store(SENT, Ordering::SeqCst);
             // SAFETY: as in `request_kill`; the coroutine is the running one.
             unsafe { co.cancel() };

@@ -253,7 +253,7 @@ impl<T: Send + 'static> Inner<T> {
             catch_unwind(AssertUnwindSafe(body)).map_err(|payload| self.failure(&*payload))
         };
         meta.forget_panic();
-        meta.kill_settled();
+        meta.mark_delivered();
         if meta.running.swap(false, Ordering::AcqRel) {
             self.finish(result);
         }

@@ -246,7 +246,12 @@ fn greenlet_join_timeout() {
         Case::new(
             move |d| {
                 let ok = g.join_timeout(d);
-                assert_eq!(ok, g.ready(), "join_timeout agrees with ready()");
+                // `true` means finished; after `false` it may finish at once (the satisfier
+                // races the deadline), so only that direction can be checked afterwards.
+                assert!(
+                    !ok || g.ready(),
+                    "join_timeout said finished; ready() disagrees"
+                );
                 ok
             },
             move || {
@@ -760,7 +765,11 @@ fn task_join_timeout() {
         Case::new(
             move |d| {
                 let ok = task.join_timeout(d);
-                assert_eq!(ok, task.ready());
+                // As for `Greenlet::join_timeout`: only "true means finished" holds afterwards.
+                assert!(
+                    !ok || task.ready(),
+                    "join_timeout said finished; ready() disagrees"
+                );
                 ok
             },
             move || {

@@ -132,29 +132,7 @@ fn timed_ping_pong(c: &mut Criterion) {
     let rt = tokio_rt();
     let mut group = c.benchmark_group("ping_pong_timeout");
     group.bench_function("greenlet", |b| {
-        b.iter_custom(|iters| {
-            greenlet::spawn(move || {
-                let ping = greenlet::queue::Queue::unbounded();
-                let pong = greenlet::queue::Queue::unbounded();
-                let (ping_rx, pong_tx) = (ping.clone(), pong.clone());
-                let ponger = greenlet::spawn(move || {
-                    while let Ok(Some(v)) = ping_rx.get_timeout(LONG) {
-                        pong_tx.put(v).unwrap();
-                    }
-                });
-                let start = Instant::now();
-                for i in 0..iters {
-                    ping.put(Some(i)).unwrap();
-                    black_box(pong.get_timeout(LONG).unwrap());
-                }
-                let took = start.elapsed();
-                ping.put(None).unwrap();
-                ponger.join();
-                took
-            })
-            .get()
-            .unwrap()
-        })
+        b.iter_custom(|iters| common::greenlet_ping_pong_with(iters, |q| q.get_timeout(LONG).ok()))
     });
     group.bench_function("tokio", |b| {
         b.iter_custom(|iters| {

@@ -29,19 +29,28 @@ pub fn greenlet_spawn_join(n: usize) -> usize {
 
 /// `iters` round trips between two greenlets over a pair of greenlet `Queue`s.
 pub fn greenlet_ping_pong(iters: u64) -> Duration {
+    greenlet_ping_pong_with(iters, |q| q.get().ok())
+}
+
+/// [`greenlet_ping_pong`] where both sides take from their queue with `get`; `get` returns
+/// `None` when the queue failed (closed, or timed out).
+pub fn greenlet_ping_pong_with<G>(iters: u64, get: G) -> Duration
+where
+    G: Fn(&greenlet::queue::Queue<Option<u64>>) -> Option<Option<u64>> + Copy + Send + 'static,
+{
     greenlet::spawn(move || {
         let ping = greenlet::queue::Queue::unbounded();
         let pong = greenlet::queue::Queue::unbounded();
         let (ping_rx, pong_tx) = (ping.clone(), pong.clone());
         let ponger = greenlet::spawn(move || {
-            while let Ok(Some(v)) = ping_rx.get() {
-                pong_tx.put(v).unwrap();
+            while let Some(Some(v)) = get(&ping_rx) {
+                pong_tx.put(Some(v)).unwrap();
             }
         });
         let start = Instant::now();
         for i in 0..iters {
             ping.put(Some(i)).unwrap();
-            black_box(pong.get().unwrap());
+            black_box(get(&pong).unwrap());
         }
         let took = start.elapsed();
         ping.put(None).unwrap();

@@ -26,7 +26,7 @@ use greenlet::sync::{
     AsyncResult, BoundedSemaphore, Condvar, Event, Mutex, RLock, RwLock, Semaphore,
 };
 use greenlet::{JoinError, Timeout};
-use support::hostile::{Rng, scaled, us};
+use support::hostile::{Rng, scaled, tcp_pair, us};
 use support::ms;
 use support::watchdog::{bounded, in_greenlet};
 
@@ -404,9 +404,7 @@ kill_safe! {
         assert_eq!(task.get(), Ok(9));
     };
     tcp: "TcpStream connect / read with a time-out / write" => || {
-        let l = greenlet::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut c = greenlet::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (mut s, _) = l.accept().unwrap();
+        let (mut c, mut s) = tcp_pair();
         c.set_read_timeout(Some(ms(2))).unwrap();
         let t = Instant::now();
         assert_eq!(c.read(&mut [0; 4]).unwrap_err().kind(), ErrorKind::TimedOut);

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use greenlet::Timeout;
 use races::WATCH;
-use support::hostile::{sleep_until, us};
+use support::hostile::{fill, sleep_until, tcp_pair, us};
 use support::ms;
 use support::watchdog::bounded;
 
@@ -150,9 +150,7 @@ fn reads_satisfied_before_the_deadline(rounds: u64) -> Vec<String> {
     use std::os::fd::AsRawFd;
     let mut bad = Vec::new();
     for i in 0..rounds {
-        let l = greenlet::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut c = greenlet::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (mut s, _) = l.accept().unwrap();
+        let (mut c, mut s) = tcp_pair();
         let d = us(1000 + i % 3 * 500);
         c.set_read_timeout(Some(d)).unwrap();
         let start = Instant::now();
@@ -242,9 +240,7 @@ fn socket_timeouts_on_threads_never_hang() {
     let _hogs = Hogs::start(3);
     bounded("socket time-outs on a thread", ms(60_000), || {
         for i in 0..1500u64 {
-            let l = greenlet::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let mut c = greenlet::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-            let (_s, _) = l.accept().unwrap();
+            let (mut c, _s) = tcp_pair();
             c.set_read_timeout(Some(us(1000 + i % 3 * 250))).unwrap();
             let e = if i.is_multiple_of(2) {
                 c.read(&mut [0; 4]).unwrap_err()
@@ -252,19 +248,7 @@ fn socket_timeouts_on_threads_never_hang() {
                 (&c).read(&mut [0; 4]).unwrap_err()
             };
             assert_eq!(e.kind(), ErrorKind::TimedOut);
-            socket2::SockRef::from(&c)
-                .set_send_buffer_size(4096)
-                .unwrap();
-            c.set_write_timeout(Some(ms(1))).unwrap();
-            let chunk = vec![0u8; 65536];
-            let mut refused = 0;
-            while refused < 2 {
-                match c.write(&chunk) {
-                    Ok(_) => refused = 0,
-                    Err(e) if e.kind() == ErrorKind::TimedOut => refused += 1,
-                    Err(e) => panic!("filling the socket: {e}"),
-                }
-            }
+            fill(&mut c);
             c.set_write_timeout(Some(us(1500))).unwrap();
             let r = if i.is_multiple_of(2) {
                 c.write(&[1; 1024])

@@ -39,7 +39,7 @@ use greenlet::queue::{Channel, GetTimeoutError, PriorityQueue, PutTimeoutError, 
 use greenlet::sync::{AsyncResult, BoundedSemaphore, Condvar, Event, Mutex, RLock, Semaphore};
 use greenlet::{Greenlet, JoinError, Timeout};
 use support::hostile::{
-    DEADLINES, HUGE, SetOnDrop, assert_not_early, assert_not_late, name_of, pause,
+    DEADLINES, HUGE, SetOnDrop, assert_not_early, assert_not_late, fill, name_of, pause, tcp_pair,
 };
 use support::watchdog::{bounded, in_greenlet};
 use table::{Api, Case, EXPIRES_ONLY, NO_READY, READY_EXPIRES, Ready, WATCH, full_backlog, table};
@@ -68,31 +68,10 @@ fn stubborn(ev: Arc<Event>) -> Greenlet<()> {
     g
 }
 
-fn tcp_pair() -> (greenlet::net::TcpStream, greenlet::net::TcpStream) {
-    let l = greenlet::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let c = greenlet::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-    let (s, _) = l.accept().unwrap();
-    (c, s)
-}
-
 /// A connected pair whose client side cannot write any more (filled).
 fn full_tcp_pair() -> (greenlet::net::TcpStream, greenlet::net::TcpStream) {
     let (mut c, s) = tcp_pair();
-    // A small send buffer fills quickly. (A small receive buffer would make the kernel hold
-    // back its window updates after a drain: the sender then waits for its persist timer.)
-    socket2::SockRef::from(&c)
-        .set_send_buffer_size(4096)
-        .unwrap();
-    c.set_write_timeout(Some(Duration::from_millis(1))).unwrap();
-    let chunk = vec![0u8; 65536];
-    let mut refused = 0;
-    while refused < 2 {
-        match c.write(&chunk) {
-            Ok(_) => refused = 0,
-            Err(e) if e.kind() == ErrorKind::TimedOut => refused += 1,
-            Err(e) => panic!("filling the socket: {e}"),
-        }
-    }
+    fill(&mut c);
     (c, s)
 }
 

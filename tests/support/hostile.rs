@@ -154,3 +154,32 @@ pub fn assert_not_late(what: &str, d: Duration, took: Duration) {
         "{what}: returned after {took:?}, far after its {d:?} deadline"
     );
 }
+
+/// A connected loopback pair (client, server side).
+pub fn tcp_pair() -> (greenlet::net::TcpStream, greenlet::net::TcpStream) {
+    let l = greenlet::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = greenlet::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (s, _) = l.accept().unwrap();
+    (c, s)
+}
+
+/// Writes into `c` until it cannot take more (its writes time out after 1 ms); leaves that
+/// write time-out set.
+pub fn fill(c: &mut greenlet::net::TcpStream) {
+    use std::io::{ErrorKind, Write};
+    // A small send buffer fills quickly. (A small receive buffer would make the kernel hold
+    // back its window updates after a drain: the sender then waits for its persist timer.)
+    socket2::SockRef::from(&*c)
+        .set_send_buffer_size(4096)
+        .unwrap();
+    c.set_write_timeout(Some(Duration::from_millis(1))).unwrap();
+    let chunk = vec![0u8; 65536];
+    let mut refused = 0;
+    while refused < 2 {
+        match c.write(&chunk) {
+            Ok(_) => refused = 0,
+            Err(e) if e.kind() == ErrorKind::TimedOut => refused += 1,
+            Err(e) => panic!("filling the socket: {e}"),
+        }
+    }
+}

@@ -760,113 +760,87 @@ fn task_join_timeout() {
     }));
 }
 
+/// The table for a read-side socket operation `$op` on `$c` with a read time-out: satisfied
+/// by the peer writing a byte. (A macro: `Api::new` takes a plain `fn`, which cannot capture
+/// the operation.)
+macro_rules! tcp_read_table {
+    ($name:expr, |$c:ident| $op:expr) => {
+        table(
+            Api::new($name, || {
+                #[allow(unused_mut)]
+                let (mut $c, mut s) = tcp_pair();
+                Case::new(
+                    move |d| {
+                        $c.set_read_timeout(Some(d)).unwrap();
+                        io_result($op)
+                    },
+                    move || {
+                        s.write_all(b"x").unwrap();
+                        true
+                    },
+                )
+            })
+            .greenlets_only()
+            .no_zero()
+            .io_race(),
+        )
+    };
+}
+
+/// The table for a write `$op` on `$c` with a write time-out on a filled socket: the peer
+/// draining it makes room, at a moment that is not visible from here.
+macro_rules! tcp_write_table {
+    ($name:expr, |$c:ident| $op:expr) => {
+        table(
+            Api::new($name, || {
+                #[allow(unused_mut)]
+                let (mut $c, mut s) = full_tcp_pair();
+                Case::new(
+                    move |d| {
+                        $c.set_write_timeout(Some(d)).unwrap();
+                        io_result($op)
+                    },
+                    move || {
+                        drain(&mut s);
+                        // Room frees up as the kernel moves data: not visible from here.
+                        false
+                    },
+                )
+            })
+            .greenlets_only()
+            .no_zero(),
+        )
+    };
+}
+
 #[test]
 fn tcp_read_timeout() {
-    table(
-        Api::new("TcpStream::read (set_read_timeout)", || {
-            let (mut c, mut s) = tcp_pair();
-            Case::new(
-                move |d| {
-                    c.set_read_timeout(Some(d)).unwrap();
-                    io_result(c.read(&mut [0; 8]))
-                },
-                move || {
-                    s.write_all(b"x").unwrap();
-                    true
-                },
-            )
-        })
-        .greenlets_only()
-        .no_zero()
-        .io_race(),
-    );
+    tcp_read_table!("TcpStream::read (set_read_timeout)", |c| c
+        .read(&mut [0; 8]));
 }
 
 #[test]
 fn tcp_shared_read_timeout() {
-    table(
-        Api::new("&TcpStream::read (set_read_timeout)", || {
-            let (c, mut s) = tcp_pair();
-            Case::new(
-                move |d| {
-                    c.set_read_timeout(Some(d)).unwrap();
-                    io_result((&c).read(&mut [0; 8]))
-                },
-                move || {
-                    s.write_all(b"x").unwrap();
-                    true
-                },
-            )
-        })
-        .greenlets_only()
-        .no_zero()
-        .io_race(),
-    );
+    tcp_read_table!("&TcpStream::read (set_read_timeout)", |c| (&c)
+        .read(&mut [0; 8]));
 }
 
 #[test]
 fn tcp_peek_timeout() {
-    table(
-        Api::new("TcpStream::peek (set_read_timeout)", || {
-            let (c, mut s) = tcp_pair();
-            Case::new(
-                move |d| {
-                    c.set_read_timeout(Some(d)).unwrap();
-                    io_result(c.peek(&mut [0; 8]))
-                },
-                move || {
-                    s.write_all(b"x").unwrap();
-                    true
-                },
-            )
-        })
-        .greenlets_only()
-        .no_zero()
-        .io_race(),
-    );
+    tcp_read_table!("TcpStream::peek (set_read_timeout)", |c| c
+        .peek(&mut [0; 8]));
 }
 
 #[test]
 fn tcp_write_timeout() {
-    table(
-        Api::new("TcpStream::write (set_write_timeout)", || {
-            let (mut c, mut s) = full_tcp_pair();
-            Case::new(
-                move |d| {
-                    c.set_write_timeout(Some(d)).unwrap();
-                    io_result(c.write(&[1; 1024]))
-                },
-                move || {
-                    drain(&mut s);
-                    // Room frees up as the kernel moves data: not visible from here.
-                    false
-                },
-            )
-        })
-        .greenlets_only()
-        .no_zero(),
-    );
+    tcp_write_table!("TcpStream::write (set_write_timeout)", |c| c
+        .write(&[1; 1024]));
 }
 
 #[test]
 fn tcp_shared_write_timeout() {
-    table(
-        Api::new("&TcpStream::write (set_write_timeout)", || {
-            let (c, mut s) = full_tcp_pair();
-            Case::new(
-                move |d| {
-                    c.set_write_timeout(Some(d)).unwrap();
-                    io_result((&c).write(&[1; 1024]))
-                },
-                move || {
-                    drain(&mut s);
-                    false
-                },
-            )
-        })
-        .greenlets_only()
-        .no_zero(),
-    );
+    tcp_write_table!("&TcpStream::write (set_write_timeout)", |c| (&c)
+        .write(&[1; 1024]));
 }
 
 #[test]

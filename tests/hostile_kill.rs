@@ -619,8 +619,9 @@ impl Drop for SlowDrop {
     }
 }
 
-/// Bug: a kill that reaches a greenlet unwinding from an ordinary *panic*, while a destructor
-/// blocks, aborts the whole process ("thread caused non-unwinding panic. aborting.", SIGABRT).
+/// Regression (fixed in 5547336: such a kill sends no cancel and the panic's unwind ends the
+/// greenlet). Before: a kill that reaches a greenlet unwinding from an ordinary *panic*, while
+/// a destructor blocks, aborted the whole process ("thread caused non-unwinding panic. aborting.", SIGABRT).
 /// The kill is delivered (the panic hook marks only may's cancel unwinds as a kill's), so a
 /// second unwind starts inside a destructor that runs during unwinding. `Pool::kill`,
 /// `StreamServer::stop` or `killall` reaching a greenlet that panicked while its guard closes
@@ -649,7 +650,8 @@ fn a_kill_during_a_panics_unwind_never_aborts() {
     assert!(ok, "the child process died:\n{out}");
 }
 
-/// Bug: the same with the greenlet's own `Timeout` firing while the destructor blocks.
+/// Regression (fixed in 5547336): the same with the greenlet's own `Timeout` firing while the
+/// destructor blocks.
 #[test]
 fn a_timeout_during_a_panics_unwind_never_aborts() {
     if std::env::var_os(CHILD).is_some() {

@@ -173,7 +173,8 @@ fn stream_server_stop_grace() {
     );
 }
 
-/// Bug: `ClientBuilder::timeout` and `connect_timeout` document "`Duration::MAX` means no
+/// Regression (fixed in a82a921: time-outs over a year mean none). Before: `ClientBuilder::timeout`
+/// and `connect_timeout` document "`Duration::MAX` means no
 /// deadline", but a request made with either panics inside ureq: "overflow when adding
 /// duration to instant" (`Duration::from_secs(u64::MAX)` too; 600 years works, and
 /// `read_timeout(Duration::MAX)` works).

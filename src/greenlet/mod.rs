@@ -3,23 +3,27 @@
 //! This module holds the crate's `unsafe` calls into may: spawn here, cancel in [`kill`].
 
 mod dump;
+mod handle;
 pub(crate) mod kill;
+mod spawn;
 
+pub(crate) use handle::WeakGreenlet;
+pub use handle::{GreenletRef, current};
 pub use kill::is_kill;
+pub use spawn::{Builder, spawn, spawn_later};
+pub(crate) use spawn::{run_first_coroutine, spawn_on_worker};
 
 pub(crate) use dump::waiting;
 pub use dump::{Dump, GreenletInfo, GreenletState, WaitInfo, dump, track_waits};
 
 use std::cell::RefCell;
 use std::fmt;
-use std::io;
 use std::panic::Location;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::config;
 use crate::error::JoinError;
 use crate::panic;
 use crate::sync::lock;
@@ -354,70 +358,6 @@ pub(crate) fn current_id() -> Option<u64> {
     CURRENT.with(|c| c.borrow().as_ref().map(|g| g.0.0.meta().id))
 }
 
-/// The one door to may's `unsafe` spawn. Stack exhaustion, which may reports by panicking,
-/// becomes an `io::Error`.
-fn raw_spawn<F>(builder: may::coroutine::Builder, f: F) -> io::Result<()>
-where
-    F: FnOnce() + Send + 'static,
-{
-    let spawned = panic::quietly(|| {
-        catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: may's two conditions for `spawn` (coroutine_impl.rs) are not memory-safety
-            // preconditions of its arguments, and we meet them as follows. (1) Thread-local
-            // storage: a coroutine can move between worker threads at a blocking point, so a
-            // reference to a thread-local held across one may point at another thread's value.
-            // Our wrapper keeps no such reference (per-greenlet state uses may's
-            // coroutine-local storage), and the crate docs (# Caveats) tell users not to.
-            // (2) Stack overflow: every stack has a guard page, and may's SIGSEGV handler
-            // reports the overflow and exits the process instead of corrupting memory.
-            unsafe { builder.spawn(f) }
-        }))
-    });
-    match spawned {
-        Ok(Ok(_detached)) => Ok(()),
-        Ok(Err(e)) => Err(e),
-        Err(payload) => Err(stack_error(&panic::message(&*payload))),
-    }
-}
-
-/// Runs one empty coroutine to completion, so that generator installs its panic hook (which
-/// hides may's kill unwinds from the hooks installed before it) before the crate installs
-/// its own on top. Called once, while the runtime starts.
-pub(crate) fn run_first_coroutine() {
-    // SAFETY: as in `raw_spawn`; the closure touches no thread-local and returns at once.
-    let spawned = unsafe { may::coroutine::Builder::new().spawn(|| ()) };
-    match spawned {
-        Ok(h) => {
-            let _ = h.join();
-        }
-        Err(e) => log::warn!("cannot start the first coroutine: {e}"),
-    }
-}
-
-/// Queues a tiny coroutine running `f` (which must not block) to worker `worker`'s queue.
-/// Returns `false` if it could not be spawned.
-pub(crate) fn spawn_on_worker(worker: usize, f: impl FnOnce() + Send + 'static) -> bool {
-    let spawned = panic::quietly(|| {
-        catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: as in `raw_spawn`; `f` touches no thread-local and never blocks.
-            unsafe { may::coroutine::Builder::new().id(worker).spawn(f) }
-        }))
-    });
-    matches!(spawned, Ok(Ok(_)))
-}
-
-fn stack_error(cause: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::OutOfMemory,
-        format!(
-            "cannot allocate a greenlet stack ({cause}): each live greenlet takes two memory \
-             mappings, limited by vm.max_map_count (raise it with `sysctl -w vm.max_map_count=N`), \
-             and its stack size in address space (use smaller stacks: `Builder::stack_size`, \
-             `config().stack_size`)"
-        ),
-    )
-}
-
 /// A handle to a spawned greenlet: wait for it, read its result, kill it.
 ///
 /// Dropping a `Greenlet` detaches it: it runs on, and its result is discarded.
@@ -650,278 +590,4 @@ fn debug_meta(m: &Meta, ty: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         .field("name", &m.name())
         .field("ready", &m.done.is_fired())
         .finish()
-}
-
-/// A cloneable handle to any greenlet, whatever its result type: what [`current`] returns.
-///
-/// # Examples
-///
-/// ```
-/// let g = greenlet::Builder::new()
-///     .name("worker")
-///     .spawn(|| greenlet::current().map(|me| me.name().to_owned()))?;
-/// assert_eq!(g.get().unwrap().as_deref(), Some("worker"));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone)]
-pub struct GreenletRef(Arc<dyn Erased>);
-
-impl GreenletRef {
-    /// The greenlet's name.
-    pub fn name(&self) -> &str {
-        self.0.meta().name()
-    }
-
-    /// The greenlet's process-unique id.
-    pub fn id(&self) -> u64 {
-        self.0.meta().id
-    }
-
-    /// Returns `true` once the greenlet has finished.
-    pub fn ready(&self) -> bool {
-        self.0.meta().done.is_fired()
-    }
-
-    /// Waits for the greenlet to finish. See [`Greenlet::join`].
-    ///
-    /// # Panics
-    ///
-    /// If called by the greenlet itself.
-    #[track_caller]
-    pub fn join(&self) {
-        self.0.meta().join();
-    }
-
-    /// Waits at most `d`; `true` if the greenlet has finished. See [`Greenlet::join_timeout`].
-    ///
-    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
-    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
-    pub fn join_timeout(&self, d: Duration) -> bool {
-        self.0.meta().join_timeout(d)
-    }
-
-    /// Kills the greenlet and waits for it. See [`Greenlet::kill`].
-    pub fn kill(&self) -> bool {
-        self.0.meta().kill()
-    }
-
-    /// Kills the greenlet and waits at most `d`. See [`Greenlet::kill_timeout`].
-    ///
-    /// Time-out contract (see [the crate docs](crate#time-outs-never-hang)): never returns before
-    /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
-    pub fn kill_timeout(&self, d: Duration) -> bool {
-        self.0.meta().kill_timeout(d)
-    }
-
-    /// Asks the greenlet to unwind at its next blocking point. See [`Greenlet::kill_nowait`].
-    pub fn kill_nowait(&self) -> bool {
-        self.0.meta().request_kill(KILLED)
-    }
-
-    /// A handle that does not keep the greenlet (and its result) alive.
-    pub(crate) fn downgrade(&self) -> WeakGreenlet {
-        WeakGreenlet(Arc::downgrade(&self.0))
-    }
-
-    /// Whether `sp` lies in the greenlet's stack (known once it has started).
-    pub(crate) fn stack_contains(&self, sp: usize) -> bool {
-        let meta = self.0.meta();
-        let top = meta.stack_top.load(Ordering::Relaxed);
-        let Some(co) = meta.co.get() else {
-            return false;
-        };
-        let size = co.stack_size() * size_of::<usize>();
-        // The first frame sits below the closure's captures, which generator places at the
-        // top of the stack: allow some room above it.
-        top != 0 && sp <= top.saturating_add(64 * 1024) && sp >= top.saturating_sub(size)
-    }
-
-    /// Interrupts the greenlet because its [`Timeout`](crate::Timeout) expired.
-    pub(crate) fn interrupt_timeout(&self) {
-        self.0.meta().request_kill(TIMED_OUT);
-    }
-}
-
-impl fmt::Debug for GreenletRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        debug_meta(self.0.meta(), "GreenletRef", f)
-    }
-}
-
-/// A weak [`GreenletRef`].
-pub(crate) struct WeakGreenlet(std::sync::Weak<dyn Erased>);
-
-impl WeakGreenlet {
-    pub(crate) fn upgrade(&self) -> Option<GreenletRef> {
-        self.0.upgrade().map(GreenletRef)
-    }
-}
-
-/// The greenlet that calls it, or `None` on a plain thread (or a raw may coroutine).
-///
-/// # Examples
-///
-/// ```
-/// assert!(greenlet::current().is_none()); // main is a plain thread
-/// let g = greenlet::spawn(|| greenlet::current().unwrap().id());
-/// let id = g.id();
-/// assert_eq!(g.get(), Ok(id));
-/// ```
-#[doc(alias = "getcurrent")]
-pub fn current() -> Option<GreenletRef> {
-    if !may::coroutine::is_coroutine() {
-        return None;
-    }
-    CURRENT.with(|c| c.borrow().as_ref().map(|g| g.0.clone()))
-}
-
-/// Configures and spawns a greenlet (gevent's `Greenlet(name=...)`).
-///
-/// # Examples
-///
-/// ```
-/// let g = greenlet::Builder::new()
-///     .name("big-stack")
-///     .stack_size(256 * 1024)
-///     .spawn(|| 42)?;
-/// assert_eq!(g.name(), "big-stack");
-/// assert_eq!(g.get(), Ok(42));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone)]
-#[must_use = "a Builder does nothing until `spawn` is called"]
-pub struct Builder {
-    name: Option<String>,
-    stack_size: Option<usize>,
-    report_panics: bool,
-}
-
-impl Default for Builder {
-    fn default() -> Self {
-        Builder::new()
-    }
-}
-
-impl Builder {
-    /// A builder with the default name (`Greenlet-<id>`) and stack size ([`crate::config`]).
-    pub fn new() -> Builder {
-        Builder {
-            name: None,
-            stack_size: None,
-            report_panics: true,
-        }
-    }
-
-    /// Names the greenlet; the name appears in panic reports and `Debug` output.
-    pub fn name(mut self, name: impl Into<String>) -> Builder {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Sets the stack size in **bytes** (rounded up to whole 4 KiB pages, at least 8 KiB).
-    ///
-    /// A size other than the configured default maps a fresh stack for this greenlet instead of
-    /// reusing a pooled one (about 13 µs more per spawn).
-    pub fn stack_size(mut self, bytes: usize) -> Builder {
-        self.stack_size = Some(bytes);
-        self
-    }
-
-    /// For greenlets whose panic is handed to someone who re-raises it (`with_timeout`).
-    pub(crate) fn quiet_panics(mut self) -> Builder {
-        self.report_panics = false;
-        self
-    }
-
-    /// Spawns the greenlet. It starts running on a worker soon, not inline.
-    ///
-    /// # Errors
-    ///
-    /// An [`io::ErrorKind::OutOfMemory`] error when its stack cannot be allocated: too many
-    /// live greenlets for `vm.max_map_count`, or too little address space. The message says
-    /// what to change. Nothing is left running.
-    #[track_caller]
-    pub fn spawn<F, T>(self, f: F) -> io::Result<Greenlet<T>>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        config::ensure_started();
-        let inner = Arc::new(Inner {
-            meta: Meta::new(self.name, self.report_panics, Location::caller()),
-            slot: Mutex::new(Slot {
-                result: None,
-                error: None,
-                links: Vec::new(),
-                finished: false,
-                lent: false,
-                borrowers: Default::default(),
-            }),
-        });
-        let mut builder = may::coroutine::Builder::new();
-        if let Some(bytes) = self.stack_size {
-            builder = builder.stack_size(config::stack_words(bytes));
-        }
-        let theirs = inner.clone();
-        dump::register(&(inner.clone() as Arc<dyn Erased>));
-        if let Err(e) = raw_spawn(builder, move || theirs.run(f)) {
-            dump::unregister(inner.meta.id);
-            return Err(e);
-        }
-        Ok(Greenlet { inner })
-    }
-}
-
-/// Spawns a greenlet running `f` (gevent's `spawn`). It starts soon on a worker, not inline.
-///
-/// # Panics
-///
-/// If the greenlet's stack cannot be allocated (see [`Builder::spawn`], which returns the
-/// error instead).
-///
-/// # Examples
-///
-/// ```
-/// let gs: Vec<_> = (0..10).map(|i| greenlet::spawn(move || i * i)).collect();
-/// let squares: Vec<_> = greenlet::joinall(gs).into_iter().map(Result::unwrap).collect();
-/// assert_eq!(squares[9], 81);
-/// ```
-#[track_caller]
-pub fn spawn<F, T>(f: F) -> Greenlet<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    match Builder::new().spawn(f) {
-        Ok(g) => g,
-        Err(e) => panic!("greenlet::spawn failed: {e}"),
-    }
-}
-
-/// Spawns a greenlet that starts `f` after `delay` (gevent's `spawn_later`). Killed during the
-/// delay, it never runs `f`.
-///
-/// # Panics
-///
-/// As [`spawn`].
-///
-/// # Examples
-///
-/// ```
-/// use std::time::{Duration, Instant};
-///
-/// let start = Instant::now();
-/// let g = greenlet::spawn_later(Duration::from_millis(20), move || start.elapsed());
-/// assert!(g.get().unwrap() >= Duration::from_millis(20));
-/// ```
-#[track_caller]
-pub fn spawn_later<F, T>(delay: Duration, f: F) -> Greenlet<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    spawn(move || {
-        crate::sleep(delay);
-        f()
-    })
 }

@@ -1,0 +1,225 @@
+//! Spawning: `Builder`, `spawn`, `spawn_later`, and the crate's doors to may's `unsafe` spawn.
+
+use std::io;
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{Erased, Greenlet, Inner, Meta, Slot, dump};
+use crate::config;
+use crate::panic;
+
+/// The one door to may's `unsafe` spawn. Stack exhaustion, which may reports by panicking,
+/// becomes an `io::Error`.
+fn raw_spawn<F>(builder: may::coroutine::Builder, f: F) -> io::Result<()>
+where
+    F: FnOnce() + Send + 'static,
+{
+    let spawned = panic::quietly(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: may's two conditions for `spawn` (coroutine_impl.rs) are not memory-safety
+            // preconditions of its arguments, and we meet them as follows. (1) Thread-local
+            // storage: a coroutine can move between worker threads at a blocking point, so a
+            // reference to a thread-local held across one may point at another thread's value.
+            // Our wrapper keeps no such reference (per-greenlet state uses may's
+            // coroutine-local storage), and the crate docs (# Caveats) tell users not to.
+            // (2) Stack overflow: every stack has a guard page, and may's SIGSEGV handler
+            // reports the overflow and exits the process instead of corrupting memory.
+            unsafe { builder.spawn(f) }
+        }))
+    });
+    match spawned {
+        Ok(Ok(_detached)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(payload) => Err(stack_error(&panic::message(&*payload))),
+    }
+}
+
+/// Runs one empty coroutine to completion, so that generator installs its panic hook (which
+/// hides may's kill unwinds from the hooks installed before it) before the crate installs
+/// its own on top. Called once, while the runtime starts.
+pub(crate) fn run_first_coroutine() {
+    // SAFETY: as in `raw_spawn`; the closure touches no thread-local and returns at once.
+    let spawned = unsafe { may::coroutine::Builder::new().spawn(|| ()) };
+    match spawned {
+        Ok(h) => {
+            let _ = h.join();
+        }
+        Err(e) => log::warn!("cannot start the first coroutine: {e}"),
+    }
+}
+
+/// Queues a tiny coroutine running `f` (which must not block) to worker `worker`'s queue.
+/// Returns `false` if it could not be spawned.
+pub(crate) fn spawn_on_worker(worker: usize, f: impl FnOnce() + Send + 'static) -> bool {
+    let spawned = panic::quietly(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: as in `raw_spawn`; `f` touches no thread-local and never blocks.
+            unsafe { may::coroutine::Builder::new().id(worker).spawn(f) }
+        }))
+    });
+    matches!(spawned, Ok(Ok(_)))
+}
+
+fn stack_error(cause: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        format!(
+            "cannot allocate a greenlet stack ({cause}): each live greenlet takes two memory \
+             mappings, limited by vm.max_map_count (raise it with `sysctl -w vm.max_map_count=N`), \
+             and its stack size in address space (use smaller stacks: `Builder::stack_size`, \
+             `config().stack_size`)"
+        ),
+    )
+}
+
+/// Configures and spawns a greenlet (gevent's `Greenlet(name=...)`).
+///
+/// # Examples
+///
+/// ```
+/// let g = greenlet::Builder::new()
+///     .name("big-stack")
+///     .stack_size(256 * 1024)
+///     .spawn(|| 42)?;
+/// assert_eq!(g.name(), "big-stack");
+/// assert_eq!(g.get(), Ok(42));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a Builder does nothing until `spawn` is called"]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+    report_panics: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// A builder with the default name (`Greenlet-<id>`) and stack size ([`crate::config`]).
+    pub fn new() -> Builder {
+        Builder {
+            name: None,
+            stack_size: None,
+            report_panics: true,
+        }
+    }
+
+    /// Names the greenlet; the name appears in panic reports and `Debug` output.
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the stack size in **bytes** (rounded up to whole 4 KiB pages, at least 8 KiB).
+    ///
+    /// A size other than the configured default maps a fresh stack for this greenlet instead of
+    /// reusing a pooled one (about 13 µs more per spawn).
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// For greenlets whose panic is handed to someone who re-raises it (`with_timeout`).
+    pub(crate) fn quiet_panics(mut self) -> Builder {
+        self.report_panics = false;
+        self
+    }
+
+    /// Spawns the greenlet. It starts running on a worker soon, not inline.
+    ///
+    /// # Errors
+    ///
+    /// An [`io::ErrorKind::OutOfMemory`] error when its stack cannot be allocated: too many
+    /// live greenlets for `vm.max_map_count`, or too little address space. The message says
+    /// what to change. Nothing is left running.
+    #[track_caller]
+    pub fn spawn<F, T>(self, f: F) -> io::Result<Greenlet<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        config::ensure_started();
+        let inner = Arc::new(Inner {
+            meta: Meta::new(self.name, self.report_panics, Location::caller()),
+            slot: Mutex::new(Slot {
+                result: None,
+                error: None,
+                links: Vec::new(),
+                finished: false,
+                lent: false,
+                borrowers: Default::default(),
+            }),
+        });
+        let mut builder = may::coroutine::Builder::new();
+        if let Some(bytes) = self.stack_size {
+            builder = builder.stack_size(config::stack_words(bytes));
+        }
+        let theirs = inner.clone();
+        dump::register(&(inner.clone() as Arc<dyn Erased>));
+        if let Err(e) = raw_spawn(builder, move || theirs.run(f)) {
+            dump::unregister(inner.meta.id);
+            return Err(e);
+        }
+        Ok(Greenlet { inner })
+    }
+}
+
+/// Spawns a greenlet running `f` (gevent's `spawn`). It starts soon on a worker, not inline.
+///
+/// # Panics
+///
+/// If the greenlet's stack cannot be allocated (see [`Builder::spawn`], which returns the
+/// error instead).
+///
+/// # Examples
+///
+/// ```
+/// let gs: Vec<_> = (0..10).map(|i| greenlet::spawn(move || i * i)).collect();
+/// let squares: Vec<_> = greenlet::joinall(gs).into_iter().map(Result::unwrap).collect();
+/// assert_eq!(squares[9], 81);
+/// ```
+#[track_caller]
+pub fn spawn<F, T>(f: F) -> Greenlet<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match Builder::new().spawn(f) {
+        Ok(g) => g,
+        Err(e) => panic!("greenlet::spawn failed: {e}"),
+    }
+}
+
+/// Spawns a greenlet that starts `f` after `delay` (gevent's `spawn_later`). Killed during the
+/// delay, it never runs `f`.
+///
+/// # Panics
+///
+/// As [`spawn`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// let start = Instant::now();
+/// let g = greenlet::spawn_later(Duration::from_millis(20), move || start.elapsed());
+/// assert!(g.get().unwrap() >= Duration::from_millis(20));
+/// ```
+#[track_caller]
+pub fn spawn_later<F, T>(delay: Duration, f: F) -> Greenlet<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    spawn(move || {
+        crate::sleep(delay);
+        f()
+    })
+}

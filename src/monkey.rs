@@ -321,25 +321,25 @@ impl std::io::Write for Op {
     }
 }
 
-/// Runs `op` on `fd` through a temporary may registration, parking the greenlet while the
-/// socket is not ready, then restores the descriptor's flags. Returns the C-style result and
-/// sets errno on failure: `EAGAIN` when `timeout` passed (as the kernel does for socket
-/// time-outs), `ECANCELED` when the greenlet is being killed.
+/// Runs `op`, a non-blocking call on `fd`, until the socket is ready, parking the greenlet
+/// in between through a temporary may registration (`net::wait`: the crate's timer keeps the
+/// time-out), then restores the descriptor's flags. Returns the C-style result and sets errno
+/// on failure: `EAGAIN` when `timeout` passed (as the kernel does for socket time-outs),
+/// `ECANCELED` when the greenlet is being killed.
 fn park_on<F>(fd: c_int, restore: c_int, timeout: Option<Duration>, write: bool, op: F) -> isize
 where
-    F: FnOnce(&mut may::io::CoIo<Op>) -> std::io::Result<usize>,
+    F: FnMut() -> std::io::Result<usize>,
 {
     let coio = may::io::CoIo::new(Op(fd));
     let outcome = match coio {
-        Ok(mut coio) => {
-            let timeout = crate::deadline::may_io_timeout(timeout);
-            let _ = if write {
-                coio.set_write_timeout(timeout)
+        Ok(coio) => {
+            let interest = if write {
+                crate::net::wait::Interest::Write
             } else {
-                coio.set_read_timeout(timeout)
+                crate::net::wait::Interest::Read
             };
             let r = catch_kill(std::panic::AssertUnwindSafe(|| {
-                crate::monitor::blocking("monkey socket wait", || op(&mut coio))
+                crate::net::wait::io("monkey socket wait", &coio, interest, timeout, op)
             }));
             drop(coio);
             r
@@ -391,8 +391,8 @@ pub unsafe extern "C" fn recv(
     let park = |restore, timeout| {
         // SAFETY: the caller's buffer, valid for `len` bytes during this call.
         let slice = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
-        park_on(fd, restore, timeout, false, |io| {
-            std::io::Read::read(io, slice)
+        park_on(fd, restore, timeout, false, || {
+            std::io::Read::read(&mut Op(fd), slice)
         })
     };
     socket_call(fd, flags, len, Direction::Read, call, park)
@@ -420,8 +420,8 @@ pub unsafe extern "C" fn send(
     let park = |restore, timeout| {
         // SAFETY: the caller's buffer, valid for `len` bytes during this call.
         let slice = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
-        park_on(fd, restore, timeout, true, |io| {
-            std::io::Write::write(io, slice)
+        park_on(fd, restore, timeout, true, || {
+            std::io::Write::write(&mut Op(fd), slice)
         })
     };
     socket_call(fd, flags, len, Direction::Write, call, park)

@@ -134,9 +134,9 @@ fn sub_millisecond_with_timeout_fires() {
 
 #[test]
 fn timer_wake_ups_resume_on_a_worker() {
-    // A sleeps 10 ms then computes for ~1 s; B's 50 ms sleep and C's 60 ms get_timeout,
-    // started at the same time, must not wait for A's computation.
-    let (b, c) = bounded("timer thread", Duration::from_secs(10), || {
+    // A sleeps 10 ms then computes for ~1 s; B's 50 ms sleep, C's 60 ms get_timeout and D's
+    // socket read time-outs, started at the same time, must not wait for A's computation.
+    let (b, c, d) = bounded("timer thread", Duration::from_secs(10), || {
         let a = greenlet::spawn(|| {
             greenlet::sleep(ms(10));
             let t = Instant::now();
@@ -157,12 +157,38 @@ fn timer_wake_ups_resume_on_a_worker() {
             assert!(q.get_timeout(ms(60)).is_err());
             t.elapsed()
         });
-        let (b, c) = (b.get().unwrap(), c.get().unwrap());
+        let d = greenlet::spawn(|| {
+            use std::io::Read;
+            // may kept each descriptor's time-outs on one worker (fd % workers), so try
+            // descriptors of both parities (issue 13's CI failure: 30 ms took 1.03 s).
+            let l = greenlet::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut conns = Vec::new();
+            for _ in 0..4 {
+                let c = greenlet::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+                conns.push((c, l.accept().unwrap()));
+            }
+            let u = greenlet::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            u.set_read_timeout(Some(ms(40))).unwrap();
+            let t = Instant::now();
+            for (c, _) in &mut conns {
+                c.set_read_timeout(Some(ms(40))).unwrap();
+                let e = c.read(&mut [0; 8]).unwrap_err();
+                assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+            }
+            let e = u.recv(&mut [0; 8]).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+            t.elapsed()
+        });
+        let (b, c, d) = (b.get().unwrap(), c.get().unwrap(), d.get().unwrap());
         a.get().unwrap();
-        (b, c)
+        (b, c, d)
     });
     assert!(b < ms(400), "B's 50 ms sleep took {b:?}");
     assert!(c < ms(400), "C's 60 ms get_timeout took {c:?}");
+    assert!(
+        d < ms(700),
+        "D's five 40 ms socket read time-outs took {d:?}"
+    );
 }
 
 #[test]

@@ -189,16 +189,14 @@ fn reads_satisfied_before_the_deadline(rounds: u64) -> Vec<String> {
     bad
 }
 
-/// Bug: a socket read whose data was queued before its deadline (and is still queued) can
-/// fail with `TimedOut`. std's reads never do: the kernel returns queued data. may's time-out
-/// wins without a last look at the socket when its reply comes late: on a plain thread
-/// (may parks the thread and lets a proxy coroutine wait) on a loaded machine, 10 to 13 of
-/// 300 reads here; in a greenlet more rarely (the table in `hostile_timed.rs` once saw a
-/// 30 ms read time out with its byte written 24 µs before the deadline). At aa8969c one run
-/// in three hung instead: a read on the plain thread stayed parked in may's
-/// `yield_with_io` (`std::thread::park`) for good, its 1–2 ms time-out long passed.
+/// Regression (fixed in #13's follow-up, `net::wait`): a socket read whose data was queued
+/// before its deadline (and is still queued) failed with `TimedOut`. std's reads never do:
+/// the kernel returns queued data. may's time-out won without a last look at the socket
+/// when its reply came late: on a plain thread (may parked the thread and let a proxy
+/// coroutine wait) on a loaded machine, 10 to 13 of 300 reads; in a greenlet more rarely. At
+/// aa8969c one run in three hung instead. Now the crate keeps socket time-outs itself and
+/// tries the call once more after the deadline.
 #[test]
-#[ignore = "bug: a socket read can time out with data queued before its deadline"]
 fn socket_reads_never_time_out_with_data_queued() {
     let _hogs = Hogs::start(3);
     let on_a_thread = bounded("reads on a thread", WATCH, || {
@@ -224,17 +222,13 @@ fn socket_reads_never_time_out_with_data_queued() {
     );
 }
 
-/// Bug: socket time-outs on plain threads can hang. may waits for a plain thread through a
-/// proxy coroutine on a worker and parks the thread (`std::thread::park`) until the proxy
-/// reports; here (three spinning threads load the two cores) a may worker thread panicked
-/// inside may ("Node value is None", `may_queue` `mpsc_list_v1.rs:44`, from
-/// `EventData::fast_schedule` in an io `subscribe`) and the thread's read or write, its
-/// 1–1.5 ms time-out long passed, never returned: 1 run in 3 to 9 at 0a27721. (In
-/// `hostile_timed.rs`, a `&TcpStream::write` with a 1.5 ms time-out on a plain thread hung
-/// the same way twice in about 40 runs, and a read once sat in may's `yield_with_io` for
-/// good: so the table runs socket time-outs in greenlets only.)
+/// Regression (fixed in #13's follow-up, `net::wait`): socket time-outs on plain threads
+/// could hang. may waited for a plain thread through a proxy coroutine on a worker and
+/// parked the thread until the proxy reported; under load a may worker thread panicked
+/// inside may ("Node value is None", `may_queue` `mpsc_list_v1.rs:44`) and the thread's read
+/// or write never returned: 1 run in 3 to 9 at 0a27721. A plain thread now waits in
+/// `poll(2)`, without may.
 #[test]
-#[ignore = "bug: socket time-outs on plain threads can hang (a may worker panics)"]
 fn socket_timeouts_on_threads_never_hang() {
     use std::io::ErrorKind;
     let _hogs = Hogs::start(3);

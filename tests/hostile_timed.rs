@@ -10,9 +10,8 @@
 //! satisfier is a plain thread in even rounds and a greenlet in odd ones. Every case runs
 //! under the watchdog, named like "Event::wait_timeout 999µs greenlet satisfied-after".
 //! (The harness is `tests/hostile/table.rs`; the servers and the HTTP client are in
-//! `hostile_servers.rs`, a process of their own: see there why. Socket time-outs run in
-//! greenlets only: on plain threads they can hang, see
-//! `hostile_races::socket_timeouts_on_threads_never_hang`.)
+//! `hostile_servers.rs`, a process of their own: see there why. `connect_timeout` runs in
+//! greenlets only: it still uses may's socket timer.)
 //!
 //! What is checked, for each case:
 //! - a wait that reports a time-out took at least its deadline (never early);
@@ -780,9 +779,7 @@ macro_rules! tcp_read_table {
                     },
                 )
             })
-            .greenlets_only()
-            .no_zero()
-            .io_race(),
+            .no_zero(),
         )
     };
 }
@@ -807,7 +804,6 @@ macro_rules! tcp_write_table {
                     },
                 )
             })
-            .greenlets_only()
             .no_zero(),
         )
     };
@@ -901,9 +897,7 @@ fn udp_recv_from_timeout() {
                 },
             )
         })
-        .greenlets_only()
-        .no_zero()
-        .io_race(),
+        .no_zero(),
     );
 }
 
@@ -923,9 +917,7 @@ fn udp_recv_timeout() {
                 },
             )
         })
-        .greenlets_only()
-        .no_zero()
-        .io_race(),
+        .no_zero(),
     );
 }
 

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::Instant;
 
+use may::io::WaitIoWaker;
 use may::sync::Blocker;
 
 use crate::greenlet::GreenletRef;
@@ -34,12 +35,15 @@ enum Action {
     /// Interrupts a greenlet whose [`Timeout`](crate::Timeout) expired, unless the guard has
     /// been disarmed meanwhile (see [`arm_interrupt`]).
     Interrupt(GreenletRef, Arc<AtomicU8>),
+    /// Wakes a greenlet waiting for a socket to become ready (`net::wait`).
+    WakeIo(WaitIoWaker),
 }
 
 impl Action {
     fn run(self) {
         match self {
             Action::Unpark(b) => b.unpark(),
+            Action::WakeIo(w) => w.wakeup(),
             Action::Interrupt(g, state) => {
                 if state
                     .compare_exchange(ARMED, FIRED, Ordering::AcqRel, Ordering::Acquire)
@@ -111,6 +115,12 @@ pub(crate) fn arm_interrupt(
     state: Arc<AtomicU8>,
 ) -> Option<Armed> {
     insert(deadline, Action::Interrupt(g, state), true)
+}
+
+/// Wakes the greenlet waiting in `WaitIo::wait_io` through `waker` at `deadline` (a socket
+/// time-out). `None` when the timer thread could not be started.
+pub(crate) fn arm_io(deadline: Instant, waker: WaitIoWaker) -> Option<Armed> {
+    insert(deadline, Action::WakeIo(waker), true)
 }
 
 fn insert(deadline: Instant, action: Action, on_worker: bool) -> Option<Armed> {

@@ -59,6 +59,9 @@ pub(super) struct KillState {
     pub(super) reason: AtomicU8,
     /// Set by the first kill request once it knows whether it sends may's cancel.
     cancel: AtomicU8,
+    /// Set once a sent cancel's `Coroutine::cancel` call has returned: may's flag was set by
+    /// then, and nothing sets it again (see [`after_wait_io`]).
+    sent: AtomicBool,
     /// Set by the greenlet when its kill's unwind has started.
     delivered: AtomicBool,
     /// Set by the greenlet once it has cleared may's flag after a sent cancel.
@@ -75,6 +78,7 @@ impl KillState {
         KillState {
             reason: AtomicU8::new(NOT_KILLED),
             cancel: AtomicU8::new(UNDECIDED),
+            sent: AtomicBool::new(false),
             delivered: AtomicBool::new(false),
             cleared: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
@@ -127,6 +131,7 @@ impl Meta {
                 // to this coroutine alone (its own park and per-wait blockers), which nothing
                 // else waits on.
                 unsafe { co.cancel() };
+                self.kill.sent.store(true, Ordering::SeqCst);
             }
             None => self.kill.cancel.store(NO_CANCEL, Ordering::SeqCst),
         }
@@ -214,6 +219,48 @@ fn check_slow() {
     });
 }
 
+/// After a `WaitIo::wait_io` of the crate's (`net::wait`): may's `wait_io` clears its cancel
+/// flag as it returns, so a kill that woke it (or came just before it) would be lost, and a
+/// later clear of the flag would park for good. Delivers such a kill. One fence and one
+/// relaxed load while no kill is pending anywhere.
+#[inline]
+pub(crate) fn after_wait_io() {
+    // If `wait_io` cleared a flag set by a kill (a read-modify-write that read the killer's
+    // release store), this fence makes the killer's earlier stores (`UNDELIVERED`, the
+    // reason) visible below.
+    fence(Ordering::Acquire);
+    if UNDELIVERED.load(Ordering::Relaxed) != 0 {
+        after_wait_io_slow();
+    }
+}
+
+#[cold]
+fn after_wait_io_slow() {
+    super::with_current_meta(|m| {
+        if !m.kill.requested()
+            || m.kill.delivered.load(Ordering::SeqCst)
+            || m.kill.panicked.load(Ordering::SeqCst)
+        {
+            return;
+        }
+        // Wait until the killer's cancel call has returned (it is a few instructions away):
+        // then may's flag is set, or was set and cleared by the `wait_io`, and never set again.
+        let mut state = m.kill.cancel.load(Ordering::SeqCst);
+        while state == UNDECIDED || (state == SENT && !m.kill.sent.load(Ordering::SeqCst)) {
+            std::thread::yield_now();
+            state = m.kill.cancel.load(Ordering::SeqCst);
+        }
+        if state == SENT
+            && let Some(co) = m.co.get()
+        {
+            // Set the flag again, so that delivering the kill finds it set and clears it.
+            // SAFETY: as in `request_kill`; the coroutine is the running one.
+            unsafe { co.cancel() };
+        }
+        m.deliver();
+    });
+}
+
 /// Called by the panic hook when may raised its cancel unwind in a greenlet: the kill is
 /// delivered, and may's flag (set, or the cancel would not have been raised) is cleared.
 pub(crate) fn unwind_started() {
@@ -294,12 +341,14 @@ pub(crate) fn redeliver() {
     super::with_current_meta(|m| {
         m.kill.delivered.store(false, Ordering::SeqCst);
         m.kill.cleared.store(false, Ordering::SeqCst);
+        m.kill.sent.store(false, Ordering::SeqCst);
         if let Some(co) = m.co.get() {
             // Pending again, as when `request_kill` sent it (`mark_delivered` counts it off).
             UNDELIVERED.fetch_add(1, Ordering::Relaxed);
             m.kill.cancel.store(SENT, Ordering::SeqCst);
             // SAFETY: as in `request_kill`; the coroutine is the running one.
             unsafe { co.cancel() };
+            m.kill.sent.store(true, Ordering::SeqCst);
         }
     });
 }

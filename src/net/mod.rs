@@ -49,6 +49,7 @@ mod tcp;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod udp;
+pub(crate) mod wait;
 
 pub use addr::{ToSocketAddrs, resolve};
 pub use may::os::unix::net::{UnixDatagram, UnixListener, UnixStream};

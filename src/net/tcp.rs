@@ -5,11 +5,12 @@ use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use super::addr::{ToSocketAddrs, each_addr};
+use super::wait::{self, Interest, IoTimeout};
 
 /// A TCP connection whose blocking calls park only the calling greenlet (gevent's socket).
 ///
@@ -64,8 +65,9 @@ pub struct TcpStream {
     reading: AtomicBool,
     /// A clone with its own readiness registration, for writes through `&TcpStream`.
     writer: OnceLock<Mutex<may::net::TcpStream>>,
-    /// The write time-out in nanoseconds (0 = none), applied to `writer` before each write.
-    write_timeout: AtomicU64,
+    /// The time-outs, kept here rather than by may (see `net::wait`).
+    read_timeout: IoTimeout,
+    write_timeout: IoTimeout,
 }
 
 /// Maps may's "would block" (which a socket with a time-out can report from a plain thread)
@@ -102,7 +104,8 @@ impl TcpStream {
             inner,
             reading: AtomicBool::new(false),
             writer: OnceLock::new(),
-            write_timeout: AtomicU64::new(0),
+            read_timeout: IoTimeout::default(),
+            write_timeout: IoTimeout::default(),
         }
     }
 
@@ -223,8 +226,8 @@ impl TcpStream {
     /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
         check_timeout(d)?;
-        self.inner
-            .set_read_timeout(crate::deadline::may_io_timeout(d))
+        self.read_timeout.set(d);
+        Ok(())
     }
 
     /// Sets the write time-out: a write that waits longer fails with `TimedOut`.
@@ -234,28 +237,26 @@ impl TcpStream {
     /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
     pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
         check_timeout(d)?;
-        let d = crate::deadline::may_io_timeout(d);
-        let nanos = d.map_or(0, |d| d.as_nanos().clamp(1, u64::MAX as u128) as u64);
-        self.write_timeout.store(nanos, Ordering::Relaxed);
-        self.inner.set_write_timeout(d)
+        self.write_timeout.set(d);
+        Ok(())
     }
 
-    /// The read time-out.
+    /// The read time-out, exactly as set.
     ///
     /// # Errors
     ///
-    /// Never in practice; `io::Result` as std.
+    /// Never; `io::Result` as std.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        self.inner.read_timeout()
+        Ok(self.read_timeout.get())
     }
 
-    /// The write time-out.
+    /// The write time-out, exactly as set.
     ///
     /// # Errors
     ///
-    /// Never in practice; `io::Result` as std.
+    /// Never; `io::Result` as std.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        self.inner.write_timeout()
+        Ok(self.write_timeout.get())
     }
 
     /// Reads without consuming: waits (parks) until data is available.
@@ -264,7 +265,24 @@ impl TcpStream {
     ///
     /// As [`read`](Read::read).
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.peek(buf).map_err(timeouts)
+        let timeout = self.read_timeout.get();
+        if wait::by_may(timeout) {
+            return crate::monitor::blocking("TcpStream::peek", || self.inner.peek(buf))
+                .map_err(timeouts);
+        }
+        let sys = self.sys();
+        wait::io(
+            "TcpStream::peek",
+            &self.inner,
+            Interest::Read,
+            timeout,
+            || sys.peek(buf),
+        )
+    }
+
+    /// The std socket underneath (non-blocking), for the crate's own waits (`net::wait`).
+    fn sys(&self) -> &std::net::TcpStream {
+        self.inner.inner()
     }
 
     /// A second handle to the same connection (a duplicated descriptor), with the same
@@ -274,11 +292,9 @@ impl TcpStream {
     ///
     /// As [`std::net::TcpStream::try_clone`] (e.g. out of file descriptors).
     pub fn try_clone(&self) -> io::Result<TcpStream> {
-        let clone = TcpStream::from_may(self.inner.try_clone()?);
-        clone.write_timeout.store(
-            self.write_timeout.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
+        let mut clone = TcpStream::from_may(self.inner.try_clone()?);
+        clone.read_timeout = self.read_timeout.copy();
+        clone.write_timeout = self.write_timeout.copy();
         Ok(clone)
     }
 
@@ -297,29 +313,59 @@ impl TcpStream {
         // If another greenlet raced us here, keep its clone and drop ours.
         Ok(self.writer.get_or_init(|| Mutex::new(clone)))
     }
-
-    fn current_write_timeout(&self) -> Option<Duration> {
-        match self.write_timeout.load(Ordering::Relaxed) {
-            0 => None,
-            n => Some(Duration::from_nanos(n)),
-        }
-    }
 }
 
 impl Read for TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::monitor::blocking("TcpStream::read", || self.inner.read(buf)).map_err(timeouts)
+        let timeout = self.read_timeout.get();
+        if wait::by_may(timeout) {
+            return crate::monitor::blocking("TcpStream::read", || self.inner.read(buf))
+                .map_err(timeouts);
+        }
+        let sys = self.sys();
+        wait::io(
+            "TcpStream::read",
+            &self.inner,
+            Interest::Read,
+            timeout,
+            || (&*sys).read(buf),
+        )
     }
 }
 
 impl Write for TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        crate::monitor::blocking("TcpStream::write", || self.inner.write(buf)).map_err(timeouts)
+        let timeout = self.write_timeout.get();
+        if wait::by_may(timeout) {
+            return crate::monitor::blocking("TcpStream::write", || self.inner.write(buf))
+                .map_err(timeouts);
+        }
+        let sys = self.sys();
+        wait::io(
+            "TcpStream::write",
+            &self.inner,
+            Interest::Write,
+            timeout,
+            || (&*sys).write(buf),
+        )
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        crate::monitor::blocking("TcpStream::write", || self.inner.write_vectored(bufs))
-            .map_err(timeouts)
+        let timeout = self.write_timeout.get();
+        if wait::by_may(timeout) {
+            return crate::monitor::blocking("TcpStream::write", || {
+                self.inner.write_vectored(bufs)
+            })
+            .map_err(timeouts);
+        }
+        let sys = self.sys();
+        wait::io(
+            "TcpStream::write",
+            &self.inner,
+            Interest::Write,
+            timeout,
+            || (&*sys).write_vectored(bufs),
+        )
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -342,18 +388,15 @@ impl Read for &TcpStream {
             return Err(busy("reading from"));
         }
         let _reading = Reading(&self.reading);
-        let sys: &std::net::TcpStream = self.inner.inner();
-        loop {
-            // The socket is non-blocking underneath: try, then wait for readiness. may's
-            // `peek` parks (cancel- and time-out-aware) until data or end of file arrives.
-            match (&*sys).read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    crate::monitor::blocking("TcpStream::read", || self.inner.peek(&mut [0; 1]))
-                        .map_err(timeouts)?;
-                }
-                other => return other,
-            }
-        }
+        // Through the crate's own wait in a greenlet too: may's `read` takes `&mut`.
+        let sys = self.sys();
+        wait::io(
+            "TcpStream::read",
+            &self.inner,
+            Interest::Read,
+            self.read_timeout.get(),
+            || (&*sys).read(buf),
+        )
     }
 }
 
@@ -361,8 +404,19 @@ impl Write for &TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let writer = self.shared_writer()?;
         let mut writer = writer.try_lock().map_err(|_| busy("writing to"))?;
-        writer.set_write_timeout(self.current_write_timeout())?;
-        crate::monitor::blocking("TcpStream::write", || writer.write(buf)).map_err(timeouts)
+        let timeout = self.write_timeout.get();
+        if wait::by_may(timeout) {
+            return crate::monitor::blocking("TcpStream::write", || writer.write(buf))
+                .map_err(timeouts);
+        }
+        let sys: &std::net::TcpStream = writer.inner();
+        wait::io(
+            "TcpStream::write",
+            &*writer,
+            Interest::Write,
+            timeout,
+            || (&*sys).write(buf),
+        )
     }
 
     fn flush(&mut self) -> io::Result<()> {

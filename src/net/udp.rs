@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::addr::{ToSocketAddrs, each_addr};
 use super::tcp::{check_timeout, timeouts};
+use super::wait::{self, Interest, IoTimeout};
 
 /// A UDP socket whose receives (and sends, when the buffer is full) park only the calling
 /// greenlet. The API is [`std::net::UdpSocket`]'s; all methods take `&self`, so one socket
@@ -36,6 +37,8 @@ use super::tcp::{check_timeout, timeouts};
 /// ```
 pub struct UdpSocket {
     inner: may::net::UdpSocket,
+    /// The receive time-out, kept here rather than by may (see `net::wait`).
+    read_timeout: IoTimeout,
 }
 
 impl UdpSocket {
@@ -49,6 +52,7 @@ impl UdpSocket {
         each_addr(&addr, |a| {
             Ok(UdpSocket {
                 inner: may::net::UdpSocket::bind(a)?,
+                read_timeout: IoTimeout::default(),
             })
         })
     }
@@ -72,8 +76,17 @@ impl UdpSocket {
             addr.to_addrs()?.into_iter().next().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "no address to send to")
             })?;
-        crate::monitor::blocking("UdpSocket::send_to", || self.inner.send_to(buf, to))
-            .map_err(timeouts)
+        if wait::by_may(None) {
+            return crate::monitor::blocking("UdpSocket::send_to", || self.inner.send_to(buf, to))
+                .map_err(timeouts);
+        }
+        wait::io(
+            "UdpSocket::send_to",
+            &self.inner,
+            Interest::Write,
+            None,
+            || self.sys().send_to(buf, to),
+        )
     }
 
     /// Waits (parks) for a datagram; returns its length and sender.
@@ -82,8 +95,18 @@ impl UdpSocket {
     ///
     /// `TimedOut` when the read time-out passes; otherwise as std.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        crate::monitor::blocking("UdpSocket::recv_from", || self.inner.recv_from(buf))
-            .map_err(timeouts)
+        let timeout = self.read_timeout.get();
+        if wait::by_may(timeout) {
+            return crate::monitor::blocking("UdpSocket::recv_from", || self.inner.recv_from(buf))
+                .map_err(timeouts);
+        }
+        wait::io(
+            "UdpSocket::recv_from",
+            &self.inner,
+            Interest::Read,
+            timeout,
+            || self.sys().recv_from(buf),
+        )
     }
 
     /// Sends to the connected peer.
@@ -92,7 +115,17 @@ impl UdpSocket {
     ///
     /// As std (e.g. `ConnectionRefused` after an ICMP port-unreachable).
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        crate::monitor::blocking("UdpSocket::send", || self.inner.send(buf)).map_err(timeouts)
+        if wait::by_may(None) {
+            return crate::monitor::blocking("UdpSocket::send", || self.inner.send(buf))
+                .map_err(timeouts);
+        }
+        wait::io(
+            "UdpSocket::send",
+            &self.inner,
+            Interest::Write,
+            None,
+            || self.sys().send(buf),
+        )
     }
 
     /// Waits (parks) for a datagram from the connected peer.
@@ -101,7 +134,18 @@ impl UdpSocket {
     ///
     /// `TimedOut` when the read time-out passes; otherwise as std.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::monitor::blocking("UdpSocket::recv", || self.inner.recv(buf)).map_err(timeouts)
+        let timeout = self.read_timeout.get();
+        if wait::by_may(timeout) {
+            return crate::monitor::blocking("UdpSocket::recv", || self.inner.recv(buf))
+                .map_err(timeouts);
+        }
+        wait::io(
+            "UdpSocket::recv",
+            &self.inner,
+            Interest::Read,
+            timeout,
+            || self.sys().recv(buf),
+        )
     }
 
     /// The local address.
@@ -129,17 +173,22 @@ impl UdpSocket {
     /// `InvalidInput` for a zero duration, as std.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
         check_timeout(d)?;
-        self.inner
-            .set_read_timeout(crate::deadline::may_io_timeout(d))
+        self.read_timeout.set(d);
+        Ok(())
     }
 
-    /// The receive time-out.
+    /// The std socket underneath (non-blocking), for the crate's own waits (`net::wait`).
+    fn sys(&self) -> &std::net::UdpSocket {
+        self.inner.inner()
+    }
+
+    /// The receive time-out, exactly as set.
     ///
     /// # Errors
     ///
-    /// Never in practice; `io::Result` as std.
+    /// Never; `io::Result` as std.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        self.inner.read_timeout()
+        Ok(self.read_timeout.get())
     }
 
     /// Allows sending to broadcast addresses.
@@ -159,6 +208,7 @@ impl UdpSocket {
     pub fn try_clone(&self) -> io::Result<UdpSocket> {
         Ok(UdpSocket {
             inner: self.inner.try_clone()?,
+            read_timeout: self.read_timeout.copy(),
         })
     }
 

@@ -88,13 +88,8 @@ pub struct Api {
     modes: &'static [Mode],
     /// Whether a zero deadline is accepted (socket time-outs refuse it, as std's do).
     zero: bool,
-    /// "Satisfied before the deadline ⇒ success" is not checked: socket reads can report a
-    /// time-out with data queued before the deadline (a known bug, shown by
-    /// `hostile_races::socket_reads_never_time_out_with_data_queued`; seen on threads
-    /// under load, and once in a greenlet with the byte queued 24 µs before the deadline).
-    io_race: bool,
-    /// Whether the plain-thread context is run. Socket time-outs on plain threads can hang
-    /// (a known bug, shown by `hostile_races::socket_timeouts_on_threads_never_hang`).
+    /// Whether the plain-thread context is run (the servers' and the HTTP client's
+    /// time-outs belong to greenlets; `TcpStream::connect_timeout` still uses may's timer).
     on_threads: bool,
     /// `Duration::MAX` is left out of the no-deadline cases (a known bug, shown by
     /// `http_client_timeouts_of_duration_max_mean_no_deadline`).
@@ -108,7 +103,6 @@ impl Api {
             make,
             modes: ALL,
             zero: true,
-            io_race: false,
             on_threads: true,
             skip_max: false,
         }
@@ -126,11 +120,6 @@ impl Api {
 
     pub fn greenlets_only(mut self) -> Api {
         self.on_threads = false;
-        self
-    }
-
-    pub fn io_race(mut self) -> Api {
-        self.io_race = true;
         self
     }
 
@@ -197,14 +186,11 @@ pub fn run_case(api: &Api, in_greenlet_: bool, d: Duration, mode: Mode, round: u
     let satisfier_is_greenlet = !round.is_multiple_of(2);
     let case_name = name.clone();
     let body = move || one_case(&case_name, make, d, mode, satisfier_is_greenlet);
-    let mut r = if in_greenlet_ {
+    let r = if in_greenlet_ {
         in_greenlet(&name, WATCH, body)
     } else {
         bounded(&name, WATCH, body)
     };
-    if api.io_race {
-        r.satisfied_at = None;
-    }
     validate(&name, d, mode, &r);
 }
 

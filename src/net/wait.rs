@@ -1,0 +1,161 @@
+//! Socket time-outs kept by the crate: a timed socket operation is a loop of the non-blocking
+//! system call and a wait for readiness that ends at the deadline.
+//!
+//! may keeps socket time-outs in a timer list per worker, which only that worker runs, between
+//! two of its coroutines: while a greenlet computes on it (or a plain call blocks it), every
+//! socket time-out of the descriptors assigned to that worker is late, by as long as the
+//! computation lasts (a 30 ms read time-out measured at 1.03 s next to a greenlet computing
+//! for 1 s). And may arms that timer before it registers the waiting coroutine, so a time-out
+//! that fires in between is lost (`docs/upstream.md`). Here may is never given a socket
+//! time-out:
+//!
+//! - in a greenlet, the wait is may's `WaitIo::wait_io` (readiness, or a kill), and the crate's
+//!   timer ([`crate::deadline`]) wakes it at the deadline through its `WaitIoWaker`, from
+//!   whichever worker is free;
+//! - on a plain thread, the wait is `poll(2)` on the descriptor, with the time left rounded
+//!   up to whole milliseconds (never early), so no may machinery is involved at all.
+//!
+//! A greenlet's read or write without a time-out keeps may's own operation.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use may::io::WaitIo;
+
+/// Which readiness a wait is for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Interest {
+    Read,
+    Write,
+}
+
+/// A socket time-out, exactly as set (`None` = no time-out).
+#[derive(Debug, Default)]
+pub(crate) struct IoTimeout(AtomicU64);
+
+impl IoTimeout {
+    /// Sets the time-out (a zero one is refused earlier, by `check_timeout`).
+    pub(crate) fn set(&self, d: Option<Duration>) {
+        // Nanoseconds, 0 = none; a time-out over 584 years is as good as none.
+        let nanos = d.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(0));
+        self.0.store(nanos, Ordering::Relaxed);
+    }
+
+    /// The time-out as set.
+    pub(crate) fn get(&self) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+
+    /// A copy, for a cloned socket.
+    pub(crate) fn copy(&self) -> IoTimeout {
+        IoTimeout(AtomicU64::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+/// Whether an operation with `timeout` is left to may: a greenlet's operation without a
+/// time-out. Everything else goes through [`io`].
+pub(crate) fn by_may(timeout: Option<Duration>) -> bool {
+    timeout.is_none() && may::coroutine::is_coroutine()
+}
+
+/// The error of a socket operation whose time-out passed (std's kind for it).
+pub(crate) fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "socket operation timed out")
+}
+
+/// Runs `op`, a non-blocking system call on `socket`'s descriptor, until it does anything but
+/// report `WouldBlock`, waiting for `interest` between tries; fails with `TimedOut` once
+/// `timeout` has passed. Never returns `TimedOut` before the time-out, never hangs past it.
+pub(crate) fn io<S, R>(
+    what: &'static str,
+    socket: &S,
+    interest: Interest,
+    timeout: Option<Duration>,
+    mut op: impl FnMut() -> io::Result<R>,
+) -> io::Result<R>
+where
+    S: WaitIo + AsRawFd,
+{
+    let deadline = timeout.and_then(crate::deadline::deadline);
+    let mut past_deadline = false;
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+        if past_deadline {
+            return Err(timed_out());
+        }
+        if crate::deadline::left(deadline).is_err() {
+            // One more try, made after the deadline: data queued before it is returned.
+            past_deadline = true;
+            continue;
+        }
+        if may::coroutine::is_coroutine() {
+            in_greenlet(what, socket, deadline);
+        } else {
+            on_thread(socket.as_raw_fd(), interest, deadline)?;
+        }
+    }
+}
+
+/// Parks the greenlet until the socket reports readiness (possibly spuriously: the caller
+/// tries again), `deadline` passes, or a kill arrives (it unwinds).
+fn in_greenlet<S: WaitIo>(what: &'static str, socket: &S, deadline: Option<Instant>) {
+    crate::monitor::blocking_until(what, deadline, || {
+        let armed = deadline.and_then(|at| crate::deadline::arm_io(at, socket.waker()));
+        if deadline.is_some() && armed.is_none() {
+            // The timer thread could not be started: poll the socket every millisecond.
+            may::coroutine::sleep(Duration::from_millis(1));
+            return;
+        }
+        let _disarm = Disarm(armed);
+        socket.wait_io();
+        crate::greenlet::kill::after_wait_io();
+    });
+}
+
+/// Disarms the socket's deadline when the wait ends, also when a kill unwinds it.
+struct Disarm(Option<crate::deadline::Armed>);
+
+impl Drop for Disarm {
+    fn drop(&mut self) {
+        if let Some(armed) = self.0.take() {
+            crate::deadline::disarm(armed);
+        }
+    }
+}
+
+/// Blocks the thread in `poll(2)` until `fd` is ready for `interest`, an error or hang-up is
+/// pending on it, or `deadline` passes (rounded up to whole milliseconds: never early).
+fn on_thread(fd: RawFd, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
+    let timeout_ms = match crate::deadline::left(deadline) {
+        Ok(None) => -1,
+        Ok(Some(left)) => i32::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX),
+        Err(()) => return Ok(()),
+    };
+    let events = match interest {
+        Interest::Read => libc::POLLIN,
+        Interest::Write => libc::POLLOUT,
+    };
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid `pollfd` that lives across the call, and the count says one.
+    let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
+}

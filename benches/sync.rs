@@ -6,6 +6,9 @@
 //!   queue of 1,024 (greenlet `Queue`, tokio `mpsc::channel`, std `sync_channel`). Throughput
 //!   is in items.
 //! - `semaphore`: one uncontended acquire + release.
+//! - `mutex/uncontended`: one lock + unlock in one task (greenlet `sync::Mutex`, may's `Mutex`,
+//!   which greenlet re-exported before its own, tokio `sync::Mutex`).
+//! - `mutex/contended`: 4 tasks each take the lock 1,000 times and yield while holding it.
 //! - `ping_pong_timeout`: one round trip between two tasks over a pair of queues, both sides
 //!   waiting with a 1 s time-out that never expires (greenlet `Queue::get_timeout`, tokio
 //!   `timeout(recv())`); compare with `spawn`'s `ping_pong`.
@@ -112,6 +115,96 @@ fn semaphore(c: &mut Criterion) {
                 start.elapsed()
             }))
             .unwrap()
+        })
+    });
+    group.finish();
+}
+
+/// Lock + unlock, uncontended, and 4 tasks that yield while holding the lock.
+fn mutex(c: &mut Criterion) {
+    const TASKS: usize = 4;
+    const ROUNDS: usize = 1_000;
+    let rt = tokio_rt();
+    let mut group = c.benchmark_group("mutex");
+    macro_rules! uncontended {
+        ($name:expr, $new:expr) => {
+            group.bench_function(BenchmarkId::new("uncontended", $name), |b| {
+                b.iter_custom(|iters| {
+                    greenlet::spawn(move || {
+                        let m = $new;
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            drop(black_box(m.lock().unwrap()));
+                        }
+                        start.elapsed()
+                    })
+                    .get()
+                    .unwrap()
+                })
+            });
+        };
+    }
+    uncontended!("greenlet", greenlet::sync::Mutex::new(0u64));
+    uncontended!("may", may::sync::Mutex::new(0u64));
+    group.bench_function(BenchmarkId::new("uncontended", "tokio"), |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(rt.spawn(async move {
+                let m = tokio::sync::Mutex::new(0u64);
+                let start = Instant::now();
+                for _ in 0..iters {
+                    drop(black_box(m.lock().await));
+                }
+                start.elapsed()
+            }))
+            .unwrap()
+        })
+    });
+    macro_rules! contended {
+        ($name:expr, $new:expr) => {
+            group.bench_function(BenchmarkId::new("contended", $name), |b| {
+                b.iter(|| {
+                    let m = std::sync::Arc::new($new);
+                    let gs: Vec<_> = (0..TASKS)
+                        .map(|_| {
+                            let m = m.clone();
+                            greenlet::spawn(move || {
+                                for _ in 0..ROUNDS {
+                                    let mut g = m.lock().unwrap();
+                                    greenlet::yield_now();
+                                    *g += 1;
+                                }
+                            })
+                        })
+                        .collect();
+                    greenlet::joinall(gs);
+                    black_box(*m.lock().unwrap())
+                })
+            });
+        };
+    }
+    contended!("greenlet", greenlet::sync::Mutex::new(0u64));
+    contended!("may", may::sync::Mutex::new(0u64));
+    group.bench_function(BenchmarkId::new("contended", "tokio"), |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let m = std::sync::Arc::new(tokio::sync::Mutex::new(0u64));
+                let ts: Vec<_> = (0..TASKS)
+                    .map(|_| {
+                        let m = m.clone();
+                        tokio::spawn(async move {
+                            for _ in 0..ROUNDS {
+                                let mut g = m.lock().await;
+                                tokio::task::yield_now().await;
+                                *g += 1;
+                            }
+                        })
+                    })
+                    .collect();
+                for t in ts {
+                    t.await.unwrap();
+                }
+                black_box(*m.lock().await)
+            })
         })
     });
     group.finish();
@@ -356,6 +449,6 @@ fn sleep_many(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = common::criterion_3s();
-    targets = queue, semaphore, timed_ping_pong, timed_wait_expires, sleep, sleep_many
+    targets = queue, semaphore, mutex, timed_ping_pong, timed_wait_expires, sleep, sleep_many
 }
 criterion_main!(benches);

@@ -145,8 +145,7 @@ impl Config {
     /// The monitor sees the switches that pass through this crate's API (starts, ends and
     /// every blocking point of `greenlet`): checking costs a few relaxed atomic operations per
     /// blocking point while on (`cargo bench --bench monitor`). A greenlet waiting on may's
-    /// primitives used directly (including the re-exported [`sync::Mutex`](crate::sync::Mutex))
-    /// is not seen to switch; on Linux the monitor then checks the thread's stack pointer and
+    /// primitives used directly (`may::sync`) is not seen to switch; on Linux the monitor then checks the thread's stack pointer and
     /// stays quiet about an idle thread, but a thread busy with such coroutines can be
     /// reported under the last greenlet it saw.
     ///

@@ -24,8 +24,8 @@
 //! blocking point (measured by `cargo bench --bench monitor`). When off (the default): one
 //! relaxed load.
 //!
-//! Limits: a greenlet blocked on may's own primitives used directly (`may::sync`, the
-//! re-exported [`sync::Mutex`](crate::sync::Mutex)) is not seen to switch; if the thread then
+//! Limits: a greenlet blocked on may's own primitives used directly (`may::sync`) is not seen
+//! to switch; if the thread then
 //! computes for another such coroutine, the report names the last greenlet the monitor saw.
 //!
 //! The user-facing description and an example are on [`Config::monitor`](crate::Config::monitor).

@@ -74,12 +74,12 @@ fn links_from_threads_and_greenlets_on_a_finishing_greenlet() {
     races::links_from_threads_and_greenlets_on_a_finishing_greenlet();
 }
 
-/// Condvar with kills: a kill that lands while a waiter re-takes the mutex after its wait
-/// breaks the mutex (see `hostile_kill::a_kill_while_a_condvar_waiter_retakes_its_mutex`),
-/// and another waiter's *timed* wait then hangs for good (its deadline long passed; seen as
-/// "parked in Condvar::wait for 29990 ms, deadline passed 29950 ms ago" in the dump).
+/// Condvar with kills. Regression (fixed in #13's follow-up): a kill that landed while a
+/// waiter re-took the mutex after its wait broke may's mutex (see
+/// `hostile_kill::a_kill_while_a_condvar_waiter_retakes_its_mutex`), and another waiter's
+/// *timed* wait then hung for good (seen as "parked in Condvar::wait for 29990 ms, deadline
+/// passed 29950 ms ago" in the dump).
 #[test]
-#[ignore = "bug: a kill during Condvar's mutex re-acquire breaks the Mutex; timed waits then hang"]
 fn condvar_notify_all_vs_timeout_vs_kill() {
     races::condvar_notify_all_vs_timeout_vs_kill();
 }

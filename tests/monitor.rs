@@ -137,9 +137,9 @@ fn cooperative_greenlets_and_idle_workers_are_not_reported() {
 #[test]
 fn a_greenlet_parked_on_a_may_primitive_is_not_reported_when_its_worker_idles() {
     let _serial = setup();
-    // The re-exported `sync::Mutex` is may's: waiting on it is a switch the monitor cannot
-    // see. The worker then idles, and on Linux the monitor finds it waiting on its own stack.
-    let lock = std::sync::Arc::new(greenlet::sync::Mutex::new(0));
+    // may's `Mutex`, used directly: waiting on it is a switch the monitor cannot see. The
+    // worker then idles, and on Linux the monitor finds it waiting on its own stack.
+    let lock = std::sync::Arc::new(may::sync::Mutex::new(0));
     let held = lock.clone();
     let holder = greenlet::Builder::new()
         .name("quiet-holder")

@@ -1,4 +1,5 @@
-//! `sync`: Event, AsyncResult, Semaphore, BoundedSemaphore, RLock; waits, time-outs, kills.
+//! `sync`: Event, AsyncResult, Semaphore, BoundedSemaphore, RLock, Mutex, RwLock, Condvar;
+//! waits, time-outs, kills, poisoning.
 
 mod support;
 
@@ -182,7 +183,7 @@ fn rlock_is_reentrant_per_greenlet_and_exclusive_across() {
 }
 
 #[test]
-fn may_mutex_is_reexported_and_cooperative() {
+fn mutex_is_cooperative() {
     let m = Arc::new(greenlet::sync::Mutex::new(0));
     let gs: Vec<_> = (0..100)
         .map(|_| {
@@ -196,4 +197,157 @@ fn may_mutex_is_reexported_and_cooperative() {
         .collect();
     greenlet::joinall(gs);
     assert_eq!(*m.lock().unwrap(), 100);
+}
+
+#[test]
+fn mutex_between_greenlets_and_threads() {
+    let m = Arc::new(greenlet::sync::Mutex::new(0u64));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    *m.lock().unwrap() += 1;
+                }
+            })
+        })
+        .collect();
+    let gs: Vec<_> = (0..20)
+        .map(|_| {
+            let m = m.clone();
+            greenlet::spawn(move || {
+                for _ in 0..40 {
+                    let mut g = m.lock().unwrap();
+                    greenlet::yield_now();
+                    *g += 1;
+                }
+            })
+        })
+        .collect();
+    greenlet::joinall(gs);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(*m.lock().unwrap(), 800 + 800);
+}
+
+#[test]
+fn mutex_try_lock_poison_and_into_inner() {
+    use std::sync::TryLockError;
+    let m = Arc::new(greenlet::sync::Mutex::new(vec![1]));
+    let g = m.lock().unwrap();
+    assert!(matches!(m.try_lock(), Err(TryLockError::WouldBlock)));
+    drop(g);
+    // A panic while holding poisons, as std's.
+    let m2 = m.clone();
+    let r = greenlet::spawn(move || {
+        let _g = m2.lock().unwrap();
+        panic!("boom (expected by the test)");
+    });
+    assert!(matches!(r.get(), Err(JoinError::Panicked(_))));
+    assert!(m.is_poisoned());
+    let mut g = m.lock().unwrap_err().into_inner();
+    g.push(2);
+    drop(g);
+    m.clear_poison();
+    assert_eq!(*m.try_lock().unwrap(), [1, 2]);
+    let m = Arc::try_unwrap(m).unwrap();
+    assert_eq!(m.into_inner().unwrap(), [1, 2]);
+}
+
+#[test]
+fn mutex_held_by_a_killed_greenlet_is_released() {
+    let m = Arc::new(greenlet::sync::Mutex::new(0));
+    let m2 = m.clone();
+    let holder = greenlet::spawn(move || {
+        let _g = m2.lock().unwrap();
+        greenlet::sleep(Duration::from_secs(30));
+    });
+    greenlet::sleep(ms(20));
+    let m3 = m.clone();
+    let waiter = greenlet::spawn(move || *m3.lock().unwrap_or_else(|e| e.into_inner()) + 1);
+    greenlet::sleep(ms(10));
+    assert!(holder.kill());
+    assert_eq!(
+        waiter.get(),
+        Ok(1),
+        "the waiter got the lock once the holder unwound"
+    );
+    // Killed while waiting: takes nothing, steals no wake-up.
+    let g = m.lock().unwrap_or_else(|e| e.into_inner());
+    let m4 = m.clone();
+    kill_while_waiting(move || drop(m4.lock()));
+    drop(g);
+    assert!(m.try_lock().is_ok() || m.is_poisoned());
+}
+
+#[test]
+fn rwlock_readers_share_and_a_waiting_writer_goes_first() {
+    let l = Arc::new(greenlet::sync::RwLock::new(0));
+    let r1 = l.read().unwrap();
+    let r2 = l.read().unwrap();
+    assert!(l.try_write().is_err());
+    let l2 = l.clone();
+    let writer = greenlet::spawn(move || *l2.write().unwrap() += 1);
+    greenlet::sleep(ms(10));
+    // A writer waits: new readers queue behind it.
+    assert!(l.try_read().is_err());
+    let l3 = l.clone();
+    let reader = greenlet::spawn(move || *l3.read().unwrap());
+    greenlet::sleep(ms(10));
+    drop((r1, r2));
+    assert_eq!(writer.get(), Ok(()));
+    assert_eq!(reader.get(), Ok(1), "the reader came after the writer");
+}
+
+#[test]
+fn rwlock_writer_killed_while_waiting_lets_readers_in() {
+    let l = Arc::new(greenlet::sync::RwLock::new(5));
+    let r = l.read().unwrap();
+    let l2 = l.clone();
+    let writer = greenlet::spawn(move || drop(l2.write()));
+    greenlet::sleep(ms(10));
+    let l3 = l.clone();
+    let reader = greenlet::spawn(move || *l3.read().unwrap());
+    greenlet::sleep(ms(10));
+    assert!(!reader.ready(), "held back by the waiting writer");
+    assert!(writer.kill());
+    assert_eq!(reader.get(), Ok(5));
+    drop(r);
+    assert!(!l.is_poisoned());
+    *l.write().unwrap() += 1;
+    assert_eq!(*l.read().unwrap(), 6);
+}
+
+#[test]
+fn condvar_wakes_greenlets_and_threads_and_times_out() {
+    use greenlet::sync::{Condvar, Mutex};
+    let pair = Arc::new((Mutex::new(0u32), Condvar::new()));
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let p = pair.clone();
+            greenlet::spawn(move || {
+                let g = p.0.lock().unwrap();
+                *p.1.wait_while(g, |n| *n == 0).unwrap()
+            })
+        })
+        .collect();
+    let p = pair.clone();
+    let thread = std::thread::spawn(move || {
+        let g = p.0.lock().unwrap();
+        *p.1.wait_while(g, |n| *n == 0).unwrap()
+    });
+    greenlet::sleep(ms(20));
+    *pair.0.lock().unwrap() = 7;
+    pair.1.notify_all();
+    for w in waiters {
+        assert_eq!(w.get(), Ok(7));
+    }
+    assert_eq!(thread.join().unwrap(), 7);
+    let g = pair.0.lock().unwrap();
+    let t = Instant::now();
+    let (g, r) = pair.1.wait_timeout(g, ms(5)).unwrap();
+    assert!(r.timed_out() && t.elapsed() >= ms(5));
+    let (_g, r) = pair.1.wait_timeout(g, Duration::ZERO).unwrap();
+    assert!(r.timed_out());
 }

@@ -261,6 +261,17 @@ fn after_wait_io_slow() {
     });
 }
 
+/// Whether the caller is unwinding, for lock poisoning: in a greenlet, whether its own kill or
+/// panic is unwinding it (`thread::panicking` is per OS thread: true for every greenlet on a
+/// worker where another one is parked mid-unwind, false for an unwinding greenlet that moved
+/// to another worker); on a plain thread, `thread::panicking()`.
+pub(crate) fn unwinding() -> bool {
+    super::with_current_meta(|m| {
+        m.kill.delivered.load(Ordering::SeqCst) || m.kill.panicked.load(Ordering::SeqCst)
+    })
+    .unwrap_or_else(std::thread::panicking)
+}
+
 /// Called by the panic hook when may raised its cancel unwind in a greenlet: the kill is
 /// delivered, and may's flag (set, or the cancel would not have been raised) is cleared.
 pub(crate) fn unwind_started() {

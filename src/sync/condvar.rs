@@ -1,16 +1,15 @@
-//! `Condvar`: may's cooperative condition variable, with time-outs through the crate's
-//! deadline door.
+//! `Condvar`: std's API over the crate's waiters, used with the crate's [`Mutex`].
 
 use std::fmt;
 use std::sync::{LockResult, PoisonError};
 use std::time::Duration;
 
-use may::sync::MutexGuard;
+use super::waiters::{Waiters, lock, wait_once};
+use super::{Mutex, MutexGuard};
+use crate::deadline::{deadline, left};
 
-use crate::deadline::{deadline, left, may_timeout};
-
-/// A condition variable for greenlets and threads, used with [`Mutex`](super::Mutex) (std's
-/// `Condvar` API). A greenlet that waits parks; a thread blocks.
+/// A condition variable for greenlets and threads, used with [`Mutex`] (std's `Condvar`
+/// API). A greenlet that waits parks; a thread blocks.
 ///
 /// Time-outs keep the crate's contract: a timed wait never returns before its deadline, never
 /// hangs (a zero or sub-millisecond time-out included), and returns within about 2 ms after
@@ -18,8 +17,9 @@ use crate::deadline::{deadline, left, may_timeout};
 ///
 /// # Kill safety
 ///
-/// A kill while waiting unwinds the greenlet without re-taking the lock for it; other waiters
-/// are unaffected. A wait made by a destructor while a kill unwinds parks normally.
+/// A kill while waiting, or while re-taking the lock after a notification, unwinds the
+/// greenlet without the lock and without stealing another waiter's notification. A wait made
+/// by a destructor while a kill unwinds parks normally.
 ///
 /// # Examples
 ///
@@ -42,7 +42,9 @@ use crate::deadline::{deadline, left, may_timeout};
 /// g.join();
 /// ```
 #[derive(Default)]
-pub struct Condvar(may::sync::Condvar);
+pub struct Condvar {
+    waiters: std::sync::Mutex<Waiters>,
+}
 
 /// Whether a timed wait on a [`Condvar`] returned because its time-out passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,10 +59,16 @@ impl WaitTimeoutResult {
 
 type Timed<'a, T> = LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)>;
 
+fn all(w: &mut Waiters) -> &mut Waiters {
+    w
+}
+
 impl Condvar {
     /// A new condition variable.
-    pub fn new() -> Condvar {
-        Condvar(may::sync::Condvar::new())
+    pub const fn new() -> Condvar {
+        Condvar {
+            waiters: std::sync::Mutex::new(Waiters::new()),
+        }
     }
 
     /// Releases the lock, waits for a notification, and re-takes the lock. Wake-ups can be
@@ -69,12 +77,10 @@ impl Condvar {
     /// # Errors
     ///
     /// A poisoned mutex, as std.
-    ///
-    /// # Panics
-    ///
-    /// If the condition variable is used with two different mutexes.
     pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
-        crate::monitor::blocking("Condvar::wait", || self.0.wait(guard))
+        let mutex = Mutex::of(&guard);
+        wait_once("Condvar::wait", &self.waiters, all, None, || drop(guard));
+        mutex.lock()
     }
 
     /// Waits while `condition` holds.
@@ -82,10 +88,6 @@ impl Condvar {
     /// # Errors
     ///
     /// A poisoned mutex, as std.
-    ///
-    /// # Panics
-    ///
-    /// As [`wait`](Self::wait).
     pub fn wait_while<'a, T, F>(
         &self,
         mut guard: MutexGuard<'a, T>,
@@ -109,39 +111,16 @@ impl Condvar {
     /// # Errors
     ///
     /// A poisoned mutex, as std.
-    ///
-    /// # Panics
-    ///
-    /// As [`wait`](Self::wait).
-    pub fn wait_timeout<'a, T>(&self, mut guard: MutexGuard<'a, T>, dur: Duration) -> Timed<'a, T> {
+    pub fn wait_timeout<'a, T>(&self, guard: MutexGuard<'a, T>, dur: Duration) -> Timed<'a, T> {
         let deadline = deadline(dur);
-        loop {
-            let left = match left(deadline) {
-                Err(()) => return Ok((guard, WaitTimeoutResult(true))),
-                Ok(None) => {
-                    return self
-                        .wait(guard)
-                        .map(|g| (g, WaitTimeoutResult(false)))
-                        .map_err(|e| PoisonError::new((e.into_inner(), WaitTimeoutResult(false))));
-                }
-                Ok(Some(left)) => left,
-            };
-            let waited = crate::monitor::blocking_until("Condvar::wait", deadline, || {
-                self.0.wait_timeout(guard, may_timeout(left))
-            });
-            crate::deadline::leave_timer_thread();
-            let (g, r) = match waited {
-                Ok(v) => v,
-                Err(e) => {
-                    let (g, r) = e.into_inner();
-                    return Err(PoisonError::new((g, WaitTimeoutResult(r.timed_out()))));
-                }
-            };
-            if !r.timed_out() {
-                return Ok((g, WaitTimeoutResult(false)));
-            }
-            // may can wake up to 1 ms early: the loop waits out the rest.
-            guard = g;
+        let mutex = Mutex::of(&guard);
+        let notified = wait_once("Condvar::wait", &self.waiters, all, deadline, || {
+            drop(guard);
+        });
+        let timed_out = WaitTimeoutResult(!notified && left(deadline).is_err());
+        match mutex.lock() {
+            Ok(g) => Ok((g, timed_out)),
+            Err(e) => Err(PoisonError::new((e.into_inner(), timed_out))),
         }
     }
 
@@ -153,10 +132,6 @@ impl Condvar {
     /// # Errors
     ///
     /// A poisoned mutex, as std.
-    ///
-    /// # Panics
-    ///
-    /// As [`wait`](Self::wait).
     pub fn wait_timeout_while<'a, T, F>(
         &self,
         mut guard: MutexGuard<'a, T>,
@@ -168,13 +143,11 @@ impl Condvar {
     {
         let deadline = deadline(dur);
         while condition(&mut *guard) {
-            let left = match deadline {
-                None => Duration::MAX,
-                Some(d) => d.saturating_duration_since(std::time::Instant::now()),
+            let left = match left(deadline) {
+                Err(()) => return Ok((guard, WaitTimeoutResult(true))),
+                Ok(None) => Duration::MAX,
+                Ok(Some(left)) => left,
             };
-            if left.is_zero() {
-                return Ok((guard, WaitTimeoutResult(true)));
-            }
             guard = self.wait_timeout(guard, left)?.0;
         }
         Ok((guard, WaitTimeoutResult(false)))
@@ -182,12 +155,12 @@ impl Condvar {
 
     /// Wakes one waiter.
     pub fn notify_one(&self) {
-        self.0.notify_one();
+        lock(&self.waiters).notify_one();
     }
 
     /// Wakes every waiter.
     pub fn notify_all(&self) {
-        self.0.notify_all();
+        lock(&self.waiters).notify_all();
     }
 }
 

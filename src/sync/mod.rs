@@ -7,9 +7,9 @@
 //!
 //! - [`Event`]: a flag to wait for; [`AsyncResult`]: a one-shot value or error.
 //! - [`Semaphore`], [`BoundedSemaphore`]: counting permits; [`RLock`]: a re-entrant lock.
-//! - [`Mutex`], [`RwLock`]: may's cooperative versions of std's, re-exported; [`Condvar`]:
-//!   may's, with time-outs that keep the crate's contract. Use them, not `std::sync`'s, for
-//!   locks held across a blocking call: a std lock that waits blocks the whole worker thread.
+//! - [`Mutex`], [`RwLock`], [`Condvar`]: std's API, built on the same kill-safe waiters as the
+//!   rest (poisoning is per greenlet). Use them, not `std::sync`'s, for locks held across a
+//!   blocking call: a std lock that waits blocks the whole worker thread.
 //!
 //! # Time-outs
 //!
@@ -45,7 +45,9 @@
 mod async_result;
 mod condvar;
 mod event;
+mod mutex;
 mod rlock;
+mod rwlock;
 mod semaphore;
 pub(crate) mod waiters;
 
@@ -54,8 +56,9 @@ pub(crate) use waiters::lock;
 pub use async_result::{AsyncResult, Failure};
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use event::Event;
-pub use may::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub use mutex::{Mutex, MutexGuard};
 pub use rlock::{RLock, RLockGuard};
+pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use semaphore::{
     BoundedSemaphore, OwnedSemaphoreGuard, ReleaseError, Semaphore, SemaphoreGuard,
 };

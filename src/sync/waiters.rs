@@ -34,6 +34,14 @@ pub(crate) struct Waiters {
 }
 
 impl Waiters {
+    /// An empty list.
+    pub(crate) const fn new() -> Waiters {
+        Waiters {
+            list: VecDeque::new(),
+            next: 0,
+        }
+    }
+
     fn push(&mut self, b: Arc<Blocker>) -> u64 {
         self.next += 1;
         self.list.push_back((self.next, b));
@@ -84,6 +92,64 @@ impl<S> Drop for Registration<'_, S> {
     }
 }
 
+/// Passes on a wake-up that a waiter was given (`owed`) if it unwinds (is killed) before it can
+/// use it.
+struct PassOn<'a, S> {
+    state: &'a Mutex<S>,
+    waiters: fn(&mut S) -> &mut Waiters,
+    owed: bool,
+}
+
+impl<S> Drop for PassOn<'_, S> {
+    fn drop(&mut self) {
+        if self.owed {
+            (self.waiters)(&mut lock(self.state)).notify_one();
+        }
+    }
+}
+
+/// Parks once on `waiters` (registered under `state`'s lock), running `registered` right
+/// after the registration, with the lock released: a notification that follows it is not
+/// lost. Returns whether a notifier picked this waiter (`false`: the deadline passed, or the
+/// wake-up was spurious).
+///
+/// # Kill safety
+///
+/// A kill while parked unwinds from here with the registration removed, or, if a notifier had
+/// already picked this waiter, with the wake-up passed on to the next one.
+fn park_once<S>(
+    what: &'static str,
+    state: &Mutex<S>,
+    waiters: fn(&mut S) -> &mut Waiters,
+    mut guard: MutexGuard<'_, S>,
+    deadline: Option<Instant>,
+    registered: impl FnOnce(),
+) -> bool {
+    // `true`: may reports a kill to the door instead of acting on it (see `deadline::park`).
+    let blocker = Arc::new(Blocker::new(true));
+    let id = waiters(&mut guard).push(blocker.clone());
+    drop(guard);
+    let registration = Registration { state, waiters, id };
+    registered();
+    // A kill unwinds out of here; `registration` then cleans up under the lock, and `blocker`
+    // (declared first) is dropped after it, outside the lock.
+    let _ = crate::deadline::park(what, &blocker, deadline);
+    std::mem::forget(registration);
+    let owed = !waiters(&mut lock(state)).remove(id);
+    // Our reference is now the last one (the list's went under the lock, the timer's when the
+    // door disarmed it). may's `Park` can yield in its destructor, and so take a kill: that
+    // happens here, before the caller has taken anything, and a wake-up we were given is
+    // passed on.
+    let pass_on = PassOn {
+        state,
+        waiters,
+        owed,
+    };
+    drop(blocker);
+    std::mem::forget(pass_on);
+    owed
+}
+
 /// Waits on `state` until `ready` gives a value, or until `deadline` (then `None`).
 ///
 /// `ready` runs under the lock each time the waiter is woken; it may change the state (take an
@@ -102,39 +168,43 @@ pub(crate) fn wait_until<S, R>(
     let mut guard = lock(state);
     // Set when a notifier picked us: if we then give up, the wake-up is passed on.
     let mut owed = false;
-    // Our blocker from the last wait. may's `Park` may yield in its destructor, so the last
-    // reference to a blocker must never be dropped while `guard` is held: we keep ours until
-    // the lock is released, and the list's copies (dropped under the lock) are never the last.
-    let mut parked: Option<Arc<Blocker>> = None;
     loop {
         if let Some(r) = ready(&mut guard) {
-            drop(guard);
-            drop(parked);
             return Some(r);
         }
         if crate::deadline::left(deadline).is_err() {
             if owed {
                 waiters(&mut guard).notify_one();
             }
-            drop(guard);
-            drop(parked);
             return None;
         }
-        // `true`: may reports a kill to the door instead of acting on it (see `deadline::park`).
-        let blocker = Arc::new(Blocker::new(true));
-        let id = waiters(&mut guard).push(blocker.clone());
-        drop(guard);
-        drop(parked.take());
-        let registration = Registration { state, waiters, id };
-        // A kill unwinds out of here; `registration` then cleans up under the lock, and
-        // `blocker` (declared first) is dropped after it, outside the lock. A time-out is
-        // noticed at the top of the loop.
-        let _ = crate::deadline::park(what, &blocker, deadline);
-        std::mem::forget(registration);
+        let pass_on = PassOn {
+            state,
+            waiters,
+            owed,
+        };
+        let picked = park_once(what, state, waiters, guard, deadline, || {});
+        std::mem::forget(pass_on);
+        owed |= picked;
         guard = lock(state);
-        owed = !waiters(&mut guard).remove(id);
-        parked = Some(blocker);
     }
+}
+
+/// Registers on `waiters`, runs `release` (which must not block: it drops the caller's lock),
+/// and parks once until notified or `deadline`: a condition variable's wait. Returns whether
+/// a notifier picked this waiter. Kill-safe as [`wait_until`].
+pub(crate) fn wait_once<S>(
+    what: &'static str,
+    state: &Mutex<S>,
+    waiters: fn(&mut S) -> &mut Waiters,
+    deadline: Option<Instant>,
+    release: impl FnOnce(),
+) -> bool {
+    if crate::deadline::left(deadline).is_err() {
+        release();
+        return false;
+    }
+    park_once(what, state, waiters, lock(state), deadline, release)
 }
 
 /// A one-way flag (set once, never cleared) that greenlets and threads wait on: the crate's

@@ -70,10 +70,12 @@ impl Pool {
         state.jobs.push_back(job);
         if state.idle > 0 {
             self.work.notify_one();
-            return;
         }
-        if state.threads >= self.max {
-            return; // queued: a busy thread takes it when free
+        // Each idle thread takes one queued job. (Counting only `idle > 0` left a burst of
+        // jobs to the one idle thread, one after another: a notified thread stays counted as
+        // idle until it runs.)
+        if state.jobs.len() <= state.idle || state.threads >= self.max {
+            return; // an idle thread takes it, or a busy one when free
         }
         state.threads += 1;
         drop(state);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Elapsed, JoinError};
-use crate::greenlet::{Builder, Greenlet, current};
+use crate::greenlet::{Builder, Greenlet, GreenletRef, current};
 
 /// Pauses the calling greenlet for at least `d`; other greenlets run meanwhile. On a plain
 /// thread it blocks the thread.
@@ -184,6 +184,8 @@ pub struct Timeout {
     duration: Duration,
     /// The armed interrupt and its state (`deadline::ARMED` until it fires or is disarmed).
     timer: Option<(crate::deadline::Armed, Arc<AtomicU8>)>,
+    /// The id of the greenlet that started it (0 on a plain thread).
+    greenlet: u64,
 }
 
 impl Timeout {
@@ -193,7 +195,9 @@ impl Timeout {
     #[track_caller]
     pub fn start(d: Duration) -> Timeout {
         let deadline = crate::deadline::deadline(d);
-        let timer = match (current(), deadline) {
+        let me = current();
+        let greenlet = me.as_ref().map_or(0, GreenletRef::id);
+        let timer = match (me, deadline) {
             (Some(me), Some(at)) => {
                 // The crate's timer interrupts the greenlet at `at`, from a worker: no timer
                 // greenlet to spawn, and none to starve behind a loop of `yield_now`.
@@ -207,6 +211,7 @@ impl Timeout {
             deadline,
             duration: d,
             timer,
+            greenlet,
         }
     }
 
@@ -239,13 +244,24 @@ impl Timeout {
 impl Drop for Timeout {
     fn drop(&mut self) {
         if let Some((armed, state)) = self.timer.take() {
-            let _ = state.compare_exchange(
-                crate::deadline::ARMED,
-                crate::deadline::CANCELLED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
+            let fired = state
+                .compare_exchange(
+                    crate::deadline::ARMED,
+                    crate::deadline::CANCELLED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err();
             crate::deadline::disarm(armed);
+            if fired {
+                // The deadline passed while the greenlet computed (or as the guarded section
+                // ended): take the interrupt back unless it is already unwinding the greenlet.
+                // The timer is a few instructions from having requested it.
+                while state.load(Ordering::Acquire) == crate::deadline::FIRED {
+                    std::thread::yield_now();
+                }
+                crate::greenlet::kill::withdraw_timeout(self.greenlet);
+            }
         }
     }
 }

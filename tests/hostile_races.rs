@@ -86,14 +86,13 @@ fn condvar_notify_all_vs_timeout_vs_kill() {
 
 // ---- races the crate loses (bugs) ----
 
-/// Bug: a `Timeout` that expired while its greenlet computed (or at the instant its guarded
-/// section ended) strikes after the guard was dropped: the greenlet is ended with
-/// `TimedOut` at a later, unrelated blocking point. The docs: "While the guard lives, the
-/// greenlet is interrupted at its first blocking point after the deadline"; dropping the guard
-/// should end that. It also depends on the number of workers: with one worker, the timer
-/// greenlet cannot run while the greenlet computes, and it survives.
+/// Regression (fixed in #13's follow-up): a `Timeout` that expired while its greenlet
+/// computed (or at the instant its guarded section ended) struck after the guard was
+/// dropped: the greenlet was ended with `TimedOut` at a later, unrelated blocking point. The
+/// docs: "While the guard lives, the greenlet is interrupted at its first blocking point after
+/// the deadline"; dropping the guard now takes back an interrupt not yet delivered (gevent's
+/// cancelled timer never fires).
 #[test]
-#[ignore = "bug: a Timeout that fired is not disarmed by dropping its guard"]
 fn a_dropped_timeout_guard_never_strikes() {
     for round in 0..5 {
         let r = bounded(&format!("dropped Timeout, round {round}"), WATCH, || {
@@ -111,6 +110,65 @@ fn a_dropped_timeout_guard_never_strikes() {
             .get()
         });
         assert_eq!(r, Ok("finished"), "round {round}");
+    }
+}
+
+/// A kill that races a fired `Timeout` being taken back (its guard dropped while the
+/// greenlet computed through the deadline) stands: the greenlet ends `Killed`, never survives
+/// the kill, and `kill_timeout` returns. The kill lands at varying instants around the
+/// withdrawal, 300 rounds.
+#[test]
+fn a_kill_racing_a_withdrawn_timeout_stands() {
+    for round in 0..300u64 {
+        let (ended, result) = bounded(
+            &format!("kill vs withdrawn Timeout, round {round}"),
+            WATCH,
+            move || {
+                let started = Arc::new(AtomicBool::new(false));
+                let started2 = started.clone();
+                let g = greenlet::spawn(move || {
+                    let t = Timeout::start(us(50));
+                    started2.store(true, Ordering::SeqCst);
+                    let busy = Instant::now();
+                    while busy.elapsed() < us(300) {
+                        std::hint::spin_loop();
+                    }
+                    drop(t);
+                    greenlet::sleep(ms(50)); // only the kill ends this
+                    "survived the kill"
+                });
+                while !started.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+                std::thread::sleep(us(round % 8 * 60));
+                (g.kill_timeout(std::time::Duration::from_secs(2)), g.get())
+            },
+        );
+        assert!(ended, "round {round}: the killed greenlet did not end");
+        assert_eq!(result, Err(greenlet::JoinError::Killed), "round {round}");
+    }
+}
+
+/// Nested guards: dropping the inner one after both fired takes nothing back; the outer one's
+/// interrupt still ends the greenlet at its next blocking point.
+#[test]
+fn dropping_an_inner_timeout_leaves_the_outer_one_armed() {
+    for round in 0..50 {
+        let r = bounded(&format!("nested Timeouts, round {round}"), WATCH, || {
+            greenlet::spawn(|| {
+                let _outer = Timeout::start(us(100));
+                let inner = Timeout::start(us(100));
+                let busy = Instant::now();
+                while busy.elapsed() < ms(2) {
+                    std::hint::spin_loop();
+                }
+                drop(inner);
+                greenlet::sleep(ms(200));
+                "not interrupted"
+            })
+            .get()
+        });
+        assert_eq!(r, Err(greenlet::JoinError::TimedOut), "round {round}");
     }
 }
 

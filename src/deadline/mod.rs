@@ -148,7 +148,7 @@ pub(crate) fn on_worker() -> bool {
     WORKER.with(Cell::get)
 }
 
-pub(crate) use timer::{ARMED, Armed, CANCELLED, arm_interrupt, arm_io, disarm, drain};
+pub(crate) use timer::{ARMED, Armed, CANCELLED, FIRED, arm_interrupt, arm_io, disarm, drain};
 
 /// Inside a greenlet woken on a thread that is not a worker (may's timer thread runs the
 /// coroutines whose timer fired), moves the greenlet to a worker that is free to run it, so

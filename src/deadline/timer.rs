@@ -50,16 +50,19 @@ impl Action {
                     .is_ok()
                 {
                     g.interrupt_timeout();
+                    state.store(REQUESTED, Ordering::Release);
                 }
             }
         }
     }
 }
 
-/// A `Timeout` guard's state: armed, fired (the interrupt was sent), or cancelled (dropped).
+/// A `Timeout` guard's state: armed, fired (the interrupt is being requested), requested, or
+/// cancelled (dropped before it fired).
 pub(crate) const ARMED: u8 = 0;
 pub(crate) const FIRED: u8 = 1;
 pub(crate) const CANCELLED: u8 = 2;
+pub(crate) const REQUESTED: u8 = 3;
 
 #[derive(Default)]
 struct State {

@@ -43,10 +43,26 @@ static PANICKED: AtomicUsize = AtomicUsize::new(0);
 /// [`check`] costs one relaxed load.
 static UNDELIVERED: AtomicUsize = AtomicUsize::new(0);
 
-// Why a greenlet is asked to stop (`Meta::kill`).
+// Why a greenlet is asked to stop (`KillState::reason`): the first request's reason, plus
+// bits for the requests that came while a `Timeout`'s could still be withdrawn.
 pub(super) const NOT_KILLED: u8 = 0;
 pub(super) const KILLED: u8 = 1;
 pub(super) const TIMED_OUT: u8 = 2;
+/// A `Timeout` guard dropped after its interrupt was requested is taking the request back.
+const WITHDRAWING: u8 = 3;
+/// The first request's reason, without the bits below.
+const BASE: u8 = 3;
+/// A kill came while a `Timeout`'s request stood: that request can no longer be withdrawn
+/// (if it is, the kill is sent in its place).
+const ALSO_KILLED: u8 = 4;
+/// A second `Timeout` fired while the first one's request stood: it cannot be withdrawn.
+const ALSO_TIMED_OUT: u8 = 8;
+
+/// Whether a greenlet ended with `reason` reports `TimedOut` (rather than `Killed`): the first
+/// request that stood decides.
+pub(super) fn timed_out(reason: u8) -> bool {
+    reason & BASE == TIMED_OUT
+}
 
 // Whether the winning kill request sent may's cancel (`KillState::cancel`).
 const UNDECIDED: u8 = 0;
@@ -98,13 +114,36 @@ impl Meta {
         if !self.running.load(Ordering::Acquire) {
             return false;
         }
-        let won = self
-            .kill
-            .reason
-            .compare_exchange(NOT_KILLED, reason, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok();
-        if !won {
-            return true;
+        let also = if reason == KILLED {
+            ALSO_KILLED
+        } else {
+            ALSO_TIMED_OUT
+        };
+        let mut seen = NOT_KILLED;
+        loop {
+            let next = if seen == NOT_KILLED {
+                reason
+            } else {
+                seen | also
+            };
+            match self
+                .kill
+                .reason
+                .compare_exchange(seen, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) if seen == NOT_KILLED => break,
+                // Marked on a `Timeout`'s request, which now stands.
+                Ok(_) => return true,
+                Err(actual)
+                    if actual == NOT_KILLED
+                        || (matches!(actual & BASE, TIMED_OUT | WITHDRAWING)
+                            && actual & also == 0) =>
+                {
+                    seen = actual;
+                }
+                // Already asked, and the request stands.
+                Err(_) => return true,
+            }
         }
         // Pairs with the fence in `Inner::run`: either the greenlet sees the kill before its
         // body starts, or we see its coroutine here and cancel it.
@@ -351,15 +390,97 @@ impl Meta {
 pub(crate) fn redeliver() {
     super::with_current_meta(|m| {
         m.kill.delivered.store(false, Ordering::SeqCst);
-        m.kill.cleared.store(false, Ordering::SeqCst);
-        m.kill.sent.store(false, Ordering::SeqCst);
-        if let Some(co) = m.co.get() {
+        m.send_cancel_to_self();
+    });
+}
+
+impl Meta {
+    /// Sends may's cancel to the running greenlet, as `request_kill` does for a request it
+    /// won, so that its next blocking point delivers the kill.
+    fn send_cancel_to_self(&self) {
+        self.kill.cleared.store(false, Ordering::SeqCst);
+        self.kill.sent.store(false, Ordering::SeqCst);
+        if let Some(co) = self.co.get() {
             // Pending again, as when `request_kill` sent it (`mark_delivered` counts it off).
             UNDELIVERED.fetch_add(1, Ordering::Relaxed);
-            m.kill.cancel.store(SENT, Ordering::SeqCst);
+            self.kill.cancel.store(SENT, Ordering::SeqCst);
             // SAFETY: as in `request_kill`; the coroutine is the running one.
             unsafe { co.cancel() };
-            m.kill.sent.store(true, Ordering::SeqCst);
+            self.kill.sent.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Takes back the interrupt of the calling greenlet's [`Timeout`](crate::Timeout) whose guard
+/// is dropped after the interrupt was requested but before it was delivered (the greenlet
+/// computed through the deadline): as in gevent, where a timer cancelled before its callback
+/// ran never fires. Only when that interrupt is the only request: a kill, or another
+/// `Timeout` that fired, stands. `greenlet` is the id of the greenlet that started the guard.
+pub(crate) fn withdraw_timeout(greenlet: u64) {
+    super::with_current_meta(|m| {
+        if m.id != greenlet
+            || m.kill.delivered.load(Ordering::SeqCst)
+            || m.kill.panicked.load(Ordering::SeqCst)
+        {
+            return;
+        }
+        loop {
+            let (from, to) = match m.kill.reason.load(Ordering::SeqCst) {
+                TIMED_OUT => (TIMED_OUT, WITHDRAWING),
+                // A kill came after the interrupt: it stands, in the interrupt's place (the
+                // cancel already sent serves it).
+                r if r == TIMED_OUT | ALSO_KILLED => (r, KILLED),
+                // Not a `Timeout`'s request, or another one fired too: it stands.
+                _ => return,
+            };
+            if m.kill
+                .reason
+                .compare_exchange(from, to, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                if to == KILLED {
+                    return;
+                }
+                break;
+            }
+        }
+        // Wait until the requester's cancel call has returned (a few instructions away).
+        let mut state = m.kill.cancel.load(Ordering::SeqCst);
+        while state == UNDECIDED || (state == SENT && !m.kill.sent.load(Ordering::SeqCst)) {
+            std::thread::yield_now();
+            state = m.kill.cancel.load(Ordering::SeqCst);
+        }
+        if state == SENT {
+            if !clear_cancel_flag() {
+                // may's flag stays set: the interrupt stands after all.
+                let _ = m
+                    .kill
+                    .reason
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| {
+                        Some(r & !BASE | TIMED_OUT)
+                    });
+                return;
+            }
+            UNDELIVERED.fetch_sub(1, Ordering::Relaxed);
+        }
+        m.kill.sent.store(false, Ordering::SeqCst);
+        m.kill.cleared.store(false, Ordering::SeqCst);
+        m.kill.cancel.store(UNDECIDED, Ordering::SeqCst);
+        // Release the reason. A request that came meanwhile (it found `WITHDRAWING` and left
+        // its bit) stands: send it again.
+        if let Err(actual) = m.kill.reason.compare_exchange(
+            WITHDRAWING,
+            NOT_KILLED,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ) {
+            let reason = if actual & ALSO_KILLED != 0 {
+                KILLED
+            } else {
+                TIMED_OUT
+            };
+            m.kill.reason.store(reason, Ordering::SeqCst);
+            m.send_cancel_to_self();
         }
     });
 }

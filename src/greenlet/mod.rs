@@ -28,7 +28,7 @@ use crate::error::JoinError;
 use crate::panic;
 use crate::sync::lock;
 use crate::sync::waiters::Flag;
-use kill::{KILLED, KillState, TIMED_OUT};
+use kill::{KILLED, KillState};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -161,9 +161,10 @@ impl Meta {
     }
 
     fn kill_error(&self) -> JoinError {
-        match self.kill.reason.load(Ordering::Acquire) {
-            TIMED_OUT => JoinError::TimedOut,
-            _ => JoinError::Killed,
+        if kill::timed_out(self.kill.reason.load(Ordering::Acquire)) {
+            JoinError::TimedOut
+        } else {
+            JoinError::Killed
         }
     }
 

@@ -153,8 +153,10 @@ fn disarm<T: Send + 'static>(mut guard: KillOnDrop<'_, T>) {
 ///
 /// While the guard lives, the greenlet that started it is interrupted at its first blocking
 /// point after the deadline: it unwinds (its destructors run) and its result becomes
-/// [`JoinError::TimedOut`]. Dropping the guard (or [`cancel`](Self::cancel)) before the
-/// deadline disarms it. To recover from a time-out and carry on, use [`with_timeout`] instead.
+/// [`JoinError::TimedOut`]. Dropping the guard (or [`cancel`](Self::cancel)) disarms it: before
+/// the deadline, and also after it if the interrupt has not reached the greenlet yet (it
+/// computed through the deadline without a blocking point), as gevent's cancelled timer never
+/// fires. To recover from a time-out and carry on, use [`with_timeout`] instead.
 ///
 /// Unlike gevent's `Timeout`, this is not an exception to catch: the greenlet ends, and its
 /// joiner sees an ordinary error value.

@@ -51,7 +51,10 @@ pub fn sleep(d: Duration) {
 /// On a plain thread it is [`std::thread::yield_now`].
 ///
 /// It is also a blocking point: a pending kill or an expired [`Timeout`] takes effect here,
-/// so a long computation that calls `yield_now` now and then can be interrupted.
+/// so a long computation that calls `yield_now` now and then can be interrupted. And it never
+/// starves what waits outside the worker's own queue: about every millisecond of yields on a
+/// worker, the yielding greenlet steps behind the greenlets spawned or woken from other
+/// threads and the worker's sockets.
 ///
 /// # Examples
 ///
@@ -64,10 +67,11 @@ pub fn sleep(d: Duration) {
 /// g.join();
 /// ```
 pub fn yield_now() {
-    crate::monitor::blocking("yield_now", may::coroutine::yield_now);
-    if may::coroutine::is_coroutine() {
-        crate::greenlet::kill::check();
+    if !may::coroutine::is_coroutine() {
+        return std::thread::yield_now();
     }
+    crate::monitor::blocking("yield_now", crate::deadline::hop::yield_now);
+    crate::greenlet::kill::check();
 }
 
 /// Runs `f` and returns its value, or [`Elapsed`] if it takes longer than `d`.

@@ -33,13 +33,11 @@ fn producer_consumer_drain_with_timeouts_and_kills() {
     load::drains(10);
 }
 
-/// Bug: on two workers, beside one greenlet that computes and calls `yield_now` every
-/// 200 µs, a greenlet's `sleep` of 1–20 ms can last until the computing greenlet stops (here
-/// 2–3 s): its timer wake-up is not delivered meanwhile. Seen at commit bde0573 in most runs
-/// (the greenlet had started at once; only its wake-up waited); it passed at 2bd474f. The
-/// one-worker variant (`hostile_one_worker.rs`) fails at both.
+/// Regression (fixed in #13's follow-up, as the one-worker variant in
+/// `hostile_one_worker.rs`): on two workers, beside one greenlet that computes and calls
+/// `yield_now` every 200 µs, a greenlet's `sleep` of 1–20 ms could last until the computing
+/// greenlet stopped (2.85 ms took 3.0 s at 6b41785).
 #[test]
-#[ignore = "bug: beside a yield_now loop, timer wake-ups can wait until it stops (2 workers)"]
 fn timers_fire_beside_a_computing_greenlet() {
     for seed in 0..3 {
         load::timers_beside_a_computing_greenlet(seed);

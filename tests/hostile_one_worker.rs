@@ -51,15 +51,14 @@ fn producer_consumer_drain_with_timeouts_and_kills() {
     load::drains(10);
 }
 
-/// Bug: on one worker, a greenlet that computes and calls `yield_now` now and then (what the
-/// crate's docs recommend for long computations) holds up the greenlets that a plain thread
-/// spawns beside it and their 1–20 ms sleeps: they return only when it stops (3 s here). At
-/// 2bd474f the spawned greenlets did not even start (may's `yield_now` requeues the greenlet
-/// on the worker's local queue, and the worker reads its inbox, where spawns and wake-ups
-/// from other threads go, only when that queue is empty); at bde0573 it still fails. The
-/// same program on two workers passed at 2bd474f (`hostile_load.rs`).
+/// Regression (fixed in #13's follow-up): on one worker, a greenlet that computes and calls
+/// `yield_now` now and then (what the crate's docs recommend for long computations) held up
+/// the greenlets that a plain thread spawns beside it and their 1–20 ms sleeps: they
+/// returned only when it stopped (3 s here). may's `yield_now` requeues the greenlet on the
+/// worker's local queue, and the worker reads its inbox, where spawns and wake-ups from other
+/// threads go, only when that queue is empty. Now about every millisecond of yields the
+/// yielding greenlet steps behind the inbox (`deadline::hop::yield_now`).
 #[test]
-#[ignore = "bug: on one worker, a yield_now loop holds up spawns and sleeps from other threads"]
 fn timers_fire_beside_a_computing_greenlet() {
     one_worker();
     load::timers_beside_a_computing_greenlet(100);

@@ -1,5 +1,6 @@
 //! Moving a greenlet to another OS thread on purpose: off may's timer thread onto a free
-//! worker, and back to the thread its unwind started on before the unwind is caught.
+//! worker, and back to the thread its unwind started on before the unwind is caught; and
+//! queueing it behind its worker's inbox when a loop of `yield_now` would starve the inbox.
 //!
 //! may offers no way to queue an existing coroutine to a chosen worker, but it can spawn one
 //! there (`Builder::id`), and an unpark made by a coroutine running on a worker queues the
@@ -8,10 +9,11 @@
 //! unpark that comes before the park leaves the greenlet where it was; a helper stolen by
 //! another worker unparks it from the wrong one: the callers check and try again.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use may::sync::Blocker;
 
@@ -41,6 +43,7 @@ pub(crate) fn learn_workers() {
     for index in 0..workers {
         let tx = tx.clone();
         crate::greenlet::spawn_on_worker(index, move || {
+            super::mark_worker_thread();
             let _ = tx.send((thread_number(), index));
         });
     }
@@ -133,4 +136,59 @@ pub(crate) fn to_thread(home: u64) {
             return;
         }
     }
+}
+
+/// How long a worker may go on running `yield_now` loops before the yielding greenlet steps
+/// behind the worker's inbox.
+const INBOX_EVERY: Duration = Duration::from_millis(1);
+
+thread_local! {
+    /// Yields on this thread since the clock below was last read, and when the inbox was
+    /// last let through.
+    static YIELDS: Cell<u32> = const { Cell::new(0) };
+    static INBOX_AT: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// A `yield_now` in a greenlet: normally may's, which puts the greenlet back on its worker's
+/// local queue. But a worker reads its inbox (new greenlets spawned from other threads,
+/// greenlets woken from plain threads, the crate's timer helpers) only when that queue is
+/// empty, which a loop of `yield_now` never lets happen (`docs/upstream.md`, item 7). So about
+/// every millisecond of such yields the greenlet instead parks and has a helper queued to its
+/// own worker's inbox wake it: the queue empties, the worker reads its inbox, and the greenlet
+/// continues behind what was waiting there.
+pub(crate) fn yield_now() {
+    if inbox_due()
+        && let Some(worker) = worker_of(thread_number())
+        && round(std::iter::once(worker))
+    {
+        return;
+    }
+    may::coroutine::yield_now();
+}
+
+/// Whether the calling worker has run yields for [`INBOX_EVERY`] since its inbox was last let
+/// through (the clock is read every 16 yields). Not inlined: thread-locals of the thread the
+/// greenlet runs on now.
+#[inline(never)]
+fn inbox_due() -> bool {
+    let n = YIELDS.with(|y| {
+        let n = y.get().wrapping_add(1);
+        y.set(n);
+        n
+    });
+    if !n.is_multiple_of(16) {
+        return false;
+    }
+    let now = Instant::now();
+    INBOX_AT.with(|at| match at.get() {
+        Some(t) if now.duration_since(t) < INBOX_EVERY => false,
+        Some(_) => {
+            at.set(Some(now));
+            true
+        }
+        None => {
+            at.set(Some(now));
+            false
+        }
+    })
 }

@@ -226,7 +226,14 @@ fn wake(expired: Vec<Action>) {
     HAS_PENDING.store(true, Ordering::Release);
     let mut queued = 0;
     for worker in 0..workers {
-        if crate::greenlet::spawn_on_worker(worker, drain) {
+        // Not `drain`: its `on_worker` check reads a mark that only a greenlet started on the
+        // thread sets, so a helper on a worker that has run none yet (or one stolen by such a
+        // worker) would leave the batch for good. A helper always runs on a worker.
+        let helper = || {
+            super::mark_worker_thread();
+            run_pending();
+        };
+        if crate::greenlet::spawn_on_worker(worker, helper) {
             queued += 1;
         }
     }

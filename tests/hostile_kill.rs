@@ -564,18 +564,15 @@ fn child_within(name: &str, bound: Duration) -> (bool, String) {
     }
 }
 
-/// Bug: on a worker where a greenlet is parked in the middle of a kill's unwind (its
-/// destructor waits), a kill of another greenlet blocked in a may socket wait (here
-/// `TcpListener::accept`) is never raised: may's `check_cancel` skips it while
-/// `thread::panicking()` is true on that OS thread (`docs/upstream.md`, item 5), so the wait
-/// returns at once, the accept loop retries, and the killed greenlet spins at 100 % CPU for
-/// good. The spinning greenlet holds the worker, so the unwinding one, which would make
-/// `thread::panicking()` false again, never runs: a livelock (`kill` never returns; with one
-/// worker the whole runtime stops). Seen in `hostile_timed.rs` before its server cases moved
-/// to a process of their own: `StreamServer::stop` spun a worker (`accept4` at 100 % system
-/// time) while a `kill_timeout` case's greenlet sat in its destructor.
+/// Regression (fixed in #13's follow-up: `TcpListener::accept` waits through `net::wait`):
+/// on a worker where a greenlet is parked in the middle of a kill's unwind (its destructor
+/// waits), a kill of another greenlet blocked in may's `accept` was never raised: may's
+/// `check_cancel` skips it while `thread::panicking()` is true on that OS thread
+/// (`docs/upstream.md`, item 5), so the wait returned at once, the accept loop retried, and
+/// the killed greenlet spun at 100 % CPU for good, holding the worker (with one worker the
+/// whole runtime stopped). Seen as `StreamServer::stop` spinning a worker while a
+/// `kill_timeout` case's greenlet sat in its destructor.
 #[test]
-#[ignore = "bug: a socket wait killed beside a greenlet parked mid-unwind spins forever"]
 fn a_socket_wait_killed_beside_an_unwinding_greenlet_ends() {
     struct WaitOnDrop(Arc<Event>);
     impl Drop for WaitOnDrop {

@@ -10,8 +10,7 @@
 //! satisfier is a plain thread in even rounds and a greenlet in odd ones. Every case runs
 //! under the watchdog, named like "Event::wait_timeout 999µs greenlet satisfied-after".
 //! (The harness is `tests/hostile/table.rs`; the servers and the HTTP client are in
-//! `hostile_servers.rs`, a process of their own: see there why. `connect_timeout` runs in
-//! greenlets only: it still uses may's socket timer.)
+//! `hostile_servers.rs`, a process of their own: see there why.)
 //!
 //! What is checked, for each case:
 //! - a wait that reports a time-out took at least its deadline (never early);
@@ -867,7 +866,6 @@ fn tcp_connect_timeout() {
             )
         })
         .modes(READY_EXPIRES)
-        .greenlets_only()
         .no_zero(),
     );
 }

@@ -11,10 +11,10 @@
 //! - a deadline too far away to represent (`Duration::MAX`) means "no deadline";
 //! - parks are given no time-out: the crate's own [`timer`] unparks them at their deadline, at
 //!   nanosecond precision, from a worker, and the wait loops until the deadline has passed;
-//! - where may must still be given a time-out (sockets, `Condvar`, or no timer thread), it is
-//!   rounded **up** to whole milliseconds, at least 1 ms ([`may_timeout`], [`may_io_timeout`]);
-//!   a greenlet that may's timer then wakes on may's timer thread moves to a worker before it
-//!   runs on ([`leave_timer_thread`]).
+//! - socket time-outs are kept the same way (`net::wait`): may is never given one;
+//! - where may must still be given a time-out (no timer thread), it is rounded **up** to whole
+//!   milliseconds, at least 1 ms ([`may_timeout`]); a greenlet that may's timer then wakes on
+//!   may's timer thread moves to a worker before it runs on ([`leave_timer_thread`]).
 //!
 //! The contract every timed API of the crate states: **a timed wait never returns before its
 //! deadline, never hangs, and on an idle machine returns within about 2 ms after it.**
@@ -50,16 +50,6 @@ fn whole_ms(d: Duration) -> Duration {
     let ms = d.as_nanos().div_ceil(1_000_000).max(1);
     Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
-
-/// What may is given for a socket time-out `d` (`set_read_timeout`, `connect_timeout`):
-/// whole milliseconds, rounded up, at least 1 ms. A time-out over [`MAX_IO_TIMEOUT`] is
-/// treated as none, which keeps may's `now + d` arithmetic from overflowing.
-pub(crate) fn may_io_timeout(d: Option<Duration>) -> Option<Duration> {
-    d.filter(|d| *d <= MAX_IO_TIMEOUT).map(whole_ms)
-}
-
-/// The longest socket time-out that is kept; longer ones mean "no time-out" (a year).
-pub(crate) const MAX_IO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Time left before `deadline`: `Ok(None)` for no deadline, `Err(())` once it has passed.
 #[allow(clippy::result_unit_err)]

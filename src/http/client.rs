@@ -63,9 +63,11 @@ pub struct ClientBuilder {
 }
 
 /// A time-out for ureq, which adds it to an `Instant` (and panics on overflow): one over a
-/// year means none, as for sockets.
+/// year means none.
 fn finite(d: Duration) -> Option<Duration> {
-    (d <= crate::deadline::MAX_IO_TIMEOUT).then_some(d)
+    /// The longest time-out handed to ureq.
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    (d <= YEAR).then_some(d)
 }
 
 impl ClientBuilder {

@@ -99,6 +99,23 @@ fn busy(what: &str) -> io::Error {
 }
 
 impl TcpStream {
+    /// Registers a std socket (accepted, or connecting) with may's event loop.
+    fn from_std(s: std::net::TcpStream) -> io::Result<TcpStream> {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        let fd = s.into_raw_fd();
+        let registered = crate::panic::quietly(|| {
+            std::panic::catch_unwind(|| {
+                // SAFETY: `fd` is an open socket that nothing else owns (just taken out of
+                // `s`); may takes ownership of it. may's `from_raw_fd` panics if the socket
+                // cannot be registered with its epoll, after closing it.
+                unsafe { may::net::TcpStream::from_raw_fd(fd) }
+            })
+        });
+        registered
+            .map(TcpStream::from_may)
+            .map_err(|_| io::Error::other("cannot register the connection with the event loop"))
+    }
+
     pub(crate) fn from_may(inner: may::net::TcpStream) -> TcpStream {
         TcpStream {
             inner,
@@ -136,13 +153,42 @@ impl TcpStream {
     pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         check_timeout(Some(timeout))?;
         crate::config::ensure_started();
-        let may_timeout = crate::deadline::may_io_timeout(Some(timeout));
-        crate::monitor::blocking("TcpStream::connect", || match may_timeout {
-            Some(t) => may::net::TcpStream::connect_timeout(addr, t),
-            None => may::net::TcpStream::connect(addr),
-        })
-        .map(TcpStream::from_may)
-        .map_err(timeouts)
+        let deadline = crate::deadline::deadline(timeout);
+        // A non-blocking connect and the crate's own wait for its outcome: may's
+        // `connect_timeout` keeps the time-out in its socket timer, which resumes the
+        // connecting greenlet inside the worker's event loop, where whatever it wakes then
+        // waits for the worker's next `epoll_wait` to time out (`docs/upstream.md`, item 10).
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(*addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        sock.set_nonblocking(true)?;
+        match sock.connect(&(*addr).into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let stream = TcpStream::from_std(sock.into())?;
+        let sys = stream.sys();
+        wait::io_until(
+            "TcpStream::connect",
+            &stream.inner,
+            Interest::Write,
+            deadline,
+            || match sys.take_error()? {
+                Some(e) => Err(e),
+                None => match sys.peer_addr() {
+                    Ok(_) => Ok(()),
+                    // Still in progress.
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    Err(e) => Err(e),
+                },
+            },
+        )?;
+        Ok(stream)
     }
 
     /// The remote address.
@@ -504,8 +550,19 @@ impl TcpListener {
     ///
     /// As [`std::net::TcpListener::accept`]; e.g. `EMFILE` when out of file descriptors.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (s, a) = crate::monitor::blocking("TcpListener::accept", || self.inner.accept())?;
-        Ok((TcpStream::from_may(s), a))
+        // Through the crate's own wait (`net::wait`), not may's `accept`: may decides whether
+        // to raise a kill from `thread::panicking()`, per OS thread, so a greenlet killed in
+        // `accept` beside one parked mid-unwind on its worker never saw the kill and retried
+        // the accept in a loop, holding the worker for good.
+        let sys = self.inner.inner();
+        let (s, a) = wait::io(
+            "TcpListener::accept",
+            &self.inner,
+            Interest::Read,
+            None,
+            || sys.accept(),
+        )?;
+        Ok((TcpStream::from_std(s)?, a))
     }
 
     /// An endless iterator over accepted connections.

@@ -15,7 +15,8 @@
 //! - on a plain thread, the wait is `poll(2)` on the descriptor, with the time left rounded
 //!   up to whole milliseconds (never early), so no may machinery is involved at all.
 //!
-//! A greenlet's read or write without a time-out keeps may's own operation.
+//! A greenlet's read or write without a time-out keeps may's own operation. `accept` and
+//! `connect_timeout` always come here.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -76,12 +77,31 @@ pub(crate) fn io<S, R>(
     socket: &S,
     interest: Interest,
     timeout: Option<Duration>,
+    op: impl FnMut() -> io::Result<R>,
+) -> io::Result<R>
+where
+    S: WaitIo + AsRawFd,
+{
+    io_until(
+        what,
+        socket,
+        interest,
+        timeout.and_then(crate::deadline::deadline),
+        op,
+    )
+}
+
+/// [`io`] with a deadline instead of a time-out.
+pub(crate) fn io_until<S, R>(
+    what: &'static str,
+    socket: &S,
+    interest: Interest,
+    deadline: Option<Instant>,
     mut op: impl FnMut() -> io::Result<R>,
 ) -> io::Result<R>
 where
     S: WaitIo + AsRawFd,
 {
-    let deadline = timeout.and_then(crate::deadline::deadline);
     let mut past_deadline = false;
     loop {
         match op() {

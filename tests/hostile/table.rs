@@ -89,7 +89,7 @@ pub struct Api {
     /// Whether a zero deadline is accepted (socket time-outs refuse it, as std's do).
     zero: bool,
     /// Whether the plain-thread context is run (the servers' and the HTTP client's
-    /// time-outs belong to greenlets; `TcpStream::connect_timeout` still uses may's timer).
+    /// time-outs belong to greenlets).
     on_threads: bool,
     /// `Duration::MAX` is left out of the no-deadline cases (a known bug, shown by
     /// `http_client_timeouts_of_duration_max_mean_no_deadline`).

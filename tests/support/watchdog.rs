@@ -28,9 +28,25 @@ where
         }
         Ok(Err(payload)) => std::panic::resume_unwind(payload),
         Err(_) => panic!(
-            "case `{name}` did not finish within {bound:?} (it hangs)\n{}",
-            greenlet::dump()
+            "case `{name}` did not finish within {bound:?} (it hangs)\n{}{}",
+            greenlet::dump(),
+            thread_stacks()
         ),
+    }
+}
+
+/// With `GREENLET_TEST_GDB=1` (and gdb installed): every thread's stack, for a hang's report.
+fn thread_stacks() -> String {
+    if std::env::var_os("GREENLET_TEST_GDB").is_none() {
+        return String::new();
+    }
+    let out = std::process::Command::new("gdb")
+        .args(["-p", &std::process::id().to_string(), "-batch"])
+        .args(["-ex", "thread apply all bt 25"])
+        .output();
+    match out {
+        Ok(o) => format!("\nthread stacks:\n{}", String::from_utf8_lossy(&o.stdout)),
+        Err(e) => format!("\n(no thread stacks: {e})"),
     }
 }
 

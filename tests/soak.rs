@@ -49,7 +49,13 @@ fn soak(cycles: usize, batch: fn()) {
         rss1 <= rss0 + RSS_SLACK,
         "RSS grew from {rss0} to {rss1} bytes"
     );
-    assert_eq!(fds1, fds0, "descriptors leaked");
+    // A kill's delivery borrows a never-ready pipe from a small pool (`greenlet::kill`): the
+    // pool can grow by a pipe or two after warm-up when more kills land at once. A leak per
+    // cycle would show as thousands.
+    assert!(
+        fds1 <= fds0 + 4,
+        "descriptors leaked: {fds0} after warm-up, {fds1} at the end"
+    );
 }
 
 #[test]

@@ -520,9 +520,16 @@ fn clear_cancel_flag() -> bool {
     // When `wait_io` returned without parking, may left its "Canceled" result in the
     // coroutine's parameter slot: take it, or the next park would read it as a kill.
     let _ = generator::co_get_yield::<std::io::Error>();
-    crate::sync::lock(&SPARE).push(pipe);
+    let mut spare = crate::sync::lock(&SPARE);
+    if spare.len() < MAX_SPARE {
+        spare.push(pipe);
+    }
     true
 }
+
+/// How many never-ready pipes are kept for reuse (two descriptors each). One is in use only
+/// while a greenlet clears its flag, so a few are enough; more are closed.
+const MAX_SPARE: usize = 16;
 
 /// Whether a caught unwind is a kill (or a [`Timeout`](crate::Timeout) firing) rather than a
 /// panic.

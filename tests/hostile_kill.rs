@@ -571,7 +571,8 @@ fn child_within(name: &str, bound: Duration) -> (bool, String) {
 /// (`docs/upstream.md`, item 5), so the wait returned at once, the accept loop retried, and
 /// the killed greenlet spun at 100 % CPU for good, holding the worker (with one worker the
 /// whole runtime stopped). Seen as `StreamServer::stop` spinning a worker while a
-/// `kill_timeout` case's greenlet sat in its destructor.
+/// `kill_timeout` case's greenlet sat in its destructor. A read without a time-out did the
+/// same through may's `read`; every socket operation now waits through `net::wait`.
 #[test]
 fn a_socket_wait_killed_beside_an_unwinding_greenlet_ends() {
     struct WaitOnDrop(Arc<Event>);
@@ -595,13 +596,29 @@ fn a_socket_wait_killed_beside_an_unwinding_greenlet_ends() {
         // It unwinds, and parks in its destructor, on the only worker.
         std::thread::sleep(ms(20));
         let listener = greenlet::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
         let acceptor = greenlet::spawn(move || listener.accept().map(drop));
         std::thread::sleep(ms(20));
-        let ended = acceptor.kill_timeout(Duration::from_secs(2));
+        let accept_ended = acceptor.kill_timeout(Duration::from_secs(2));
+        // The same for a read without a time-out on a silent connection.
+        let l2 = greenlet::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = greenlet::net::TcpStream::connect(l2.local_addr().unwrap()).unwrap();
+        let _server_side = l2.accept().unwrap();
+        let reader = greenlet::spawn(move || {
+            use std::io::Read;
+            client.read(&mut [0; 8]).map(drop)
+        });
+        std::thread::sleep(ms(20));
+        let read_ended = reader.kill_timeout(Duration::from_secs(2));
         release.set();
-        assert!(ended, "the killed acceptor did not end within 2 s");
+        assert!(
+            accept_ended,
+            "the killed acceptor ({addr}) did not end within 2 s"
+        );
+        assert!(read_ended, "the killed reader did not end within 2 s");
         assert!(unwinding.join_timeout(Duration::from_secs(2)));
         assert_eq!(acceptor.get().map(|_| ()), Err(JoinError::Killed));
+        assert_eq!(reader.get().map(|_| ()), Err(JoinError::Killed));
         return;
     }
     let (ok, out) = child_within(

@@ -70,16 +70,6 @@ pub struct TcpStream {
     write_timeout: IoTimeout,
 }
 
-/// Maps may's "would block" (which a socket with a time-out can report from a plain thread)
-/// to std's documented `TimedOut`: our sockets are never non-blocking for the user.
-pub(crate) fn timeouts(e: io::Error) -> io::Error {
-    if e.kind() == io::ErrorKind::WouldBlock {
-        io::Error::new(io::ErrorKind::TimedOut, "socket operation timed out")
-    } else {
-        e
-    }
-}
-
 /// std refuses a zero time-out instead of treating it as "none"; so do we.
 pub(crate) fn check_timeout(d: Option<Duration>) -> io::Result<()> {
     if d == Some(Duration::ZERO) {
@@ -134,10 +124,7 @@ impl TcpStream {
     /// The last address's error (`ConnectionRefused`, ...), or the resolver's.
     pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
         crate::config::ensure_started();
-        crate::monitor::blocking("TcpStream::connect", || {
-            each_addr(&addr, may::net::TcpStream::connect)
-        })
-        .map(TcpStream::from_may)
+        each_addr(&addr, |a| TcpStream::connect_until(&a, None))
     }
 
     /// Opens a connection to `addr`, failing with `TimedOut` if it is not established within
@@ -153,11 +140,18 @@ impl TcpStream {
     pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         check_timeout(Some(timeout))?;
         crate::config::ensure_started();
-        let deadline = crate::deadline::deadline(timeout);
-        // A non-blocking connect and the crate's own wait for its outcome: may's
-        // `connect_timeout` keeps the time-out in its socket timer, which resumes the
-        // connecting greenlet inside the worker's event loop, where whatever it wakes then
-        // waits for the worker's next `epoll_wait` to time out (`docs/upstream.md`, item 10).
+        TcpStream::connect_until(addr, crate::deadline::deadline(timeout))
+    }
+
+    /// Connects to `addr`, failing with `TimedOut` once `deadline` passes. A non-blocking
+    /// connect and the crate's own wait for its outcome: may's `connect_timeout` keeps the
+    /// time-out in its socket timer, which resumes the connecting greenlet inside the worker's
+    /// event loop, where whatever it wakes then waits for the worker's next `epoll_wait` to
+    /// time out (`docs/upstream.md`, item 10).
+    fn connect_until(
+        addr: &SocketAddr,
+        deadline: Option<std::time::Instant>,
+    ) -> io::Result<TcpStream> {
         let sock = socket2::Socket::new(
             socket2::Domain::for_address(*addr),
             socket2::Type::STREAM,
@@ -312,10 +306,6 @@ impl TcpStream {
     /// As [`read`](Read::read).
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         let timeout = self.read_timeout.get();
-        if wait::by_may(timeout) {
-            return crate::monitor::blocking("TcpStream::peek", || self.inner.peek(buf))
-                .map_err(timeouts);
-        }
         let sys = self.sys();
         wait::io(
             "TcpStream::peek",
@@ -364,10 +354,6 @@ impl TcpStream {
 impl Read for TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let timeout = self.read_timeout.get();
-        if wait::by_may(timeout) {
-            return crate::monitor::blocking("TcpStream::read", || self.inner.read(buf))
-                .map_err(timeouts);
-        }
         let sys = self.sys();
         wait::io(
             "TcpStream::read",
@@ -382,10 +368,6 @@ impl Read for TcpStream {
 impl Write for TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let timeout = self.write_timeout.get();
-        if wait::by_may(timeout) {
-            return crate::monitor::blocking("TcpStream::write", || self.inner.write(buf))
-                .map_err(timeouts);
-        }
         let sys = self.sys();
         wait::io(
             "TcpStream::write",
@@ -398,12 +380,6 @@ impl Write for TcpStream {
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let timeout = self.write_timeout.get();
-        if wait::by_may(timeout) {
-            return crate::monitor::blocking("TcpStream::write", || {
-                self.inner.write_vectored(bufs)
-            })
-            .map_err(timeouts);
-        }
         let sys = self.sys();
         wait::io(
             "TcpStream::write",
@@ -449,12 +425,8 @@ impl Read for &TcpStream {
 impl Write for &TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let writer = self.shared_writer()?;
-        let mut writer = writer.try_lock().map_err(|_| busy("writing to"))?;
+        let writer = writer.try_lock().map_err(|_| busy("writing to"))?;
         let timeout = self.write_timeout.get();
-        if wait::by_may(timeout) {
-            return crate::monitor::blocking("TcpStream::write", || writer.write(buf))
-                .map_err(timeouts);
-        }
         let sys: &std::net::TcpStream = writer.inner();
         wait::io(
             "TcpStream::write",

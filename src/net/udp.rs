@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use super::addr::{ToSocketAddrs, each_addr};
-use super::tcp::{check_timeout, timeouts};
+use super::tcp::check_timeout;
 use super::wait::{self, Interest, IoTimeout};
 
 /// A UDP socket whose receives (and sends, when the buffer is full) park only the calling
@@ -76,10 +76,6 @@ impl UdpSocket {
             addr.to_addrs()?.into_iter().next().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "no address to send to")
             })?;
-        if wait::by_may(None) {
-            return crate::monitor::blocking("UdpSocket::send_to", || self.inner.send_to(buf, to))
-                .map_err(timeouts);
-        }
         wait::io(
             "UdpSocket::send_to",
             &self.inner,
@@ -96,10 +92,6 @@ impl UdpSocket {
     /// `TimedOut` when the read time-out passes; otherwise as std.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let timeout = self.read_timeout.get();
-        if wait::by_may(timeout) {
-            return crate::monitor::blocking("UdpSocket::recv_from", || self.inner.recv_from(buf))
-                .map_err(timeouts);
-        }
         wait::io(
             "UdpSocket::recv_from",
             &self.inner,
@@ -115,10 +107,6 @@ impl UdpSocket {
     ///
     /// As std (e.g. `ConnectionRefused` after an ICMP port-unreachable).
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        if wait::by_may(None) {
-            return crate::monitor::blocking("UdpSocket::send", || self.inner.send(buf))
-                .map_err(timeouts);
-        }
         wait::io(
             "UdpSocket::send",
             &self.inner,
@@ -135,10 +123,6 @@ impl UdpSocket {
     /// `TimedOut` when the read time-out passes; otherwise as std.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         let timeout = self.read_timeout.get();
-        if wait::by_may(timeout) {
-            return crate::monitor::blocking("UdpSocket::recv", || self.inner.recv(buf))
-                .map_err(timeouts);
-        }
         wait::io(
             "UdpSocket::recv",
             &self.inner,

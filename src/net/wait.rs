@@ -15,15 +15,17 @@
 //! - on a plain thread, the wait is `poll(2)` on the descriptor, with the time left rounded
 //!   up to whole milliseconds (never early), so no may machinery is involved at all.
 //!
-//! A greenlet's read or write without a time-out keeps may's own operation. `accept` and
-//! `connect_timeout` always come here.
+//! Every socket operation of `net` (and `monkey`'s socket hooks) comes here, with or without
+//! a time-out: may's own operations decide whether to raise a kill from `thread::panicking()`,
+//! per OS thread, which is wrong beside a greenlet parked mid-unwind (`docs/upstream.md`,
+//! item 5); here kills are delivered by the crate's own state (`kill::after_wait_io`).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use may::io::WaitIo;
+use may::io::{AsIoData, WaitIo};
 
 /// Which readiness a wait is for.
 #[derive(Clone, Copy, Debug)]
@@ -58,12 +60,6 @@ impl IoTimeout {
     }
 }
 
-/// Whether an operation with `timeout` is left to may: a greenlet's operation without a
-/// time-out. Everything else goes through [`io`].
-pub(crate) fn by_may(timeout: Option<Duration>) -> bool {
-    timeout.is_none() && may::coroutine::is_coroutine()
-}
-
 /// The error of a socket operation whose time-out passed (std's kind for it).
 pub(crate) fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "socket operation timed out")
@@ -80,7 +76,7 @@ pub(crate) fn io<S, R>(
     op: impl FnMut() -> io::Result<R>,
 ) -> io::Result<R>
 where
-    S: WaitIo + AsRawFd,
+    S: AsIoData + AsRawFd,
 {
     io_until(
         what,
@@ -100,10 +96,14 @@ pub(crate) fn io_until<S, R>(
     mut op: impl FnMut() -> io::Result<R>,
 ) -> io::Result<R>
 where
-    S: WaitIo + AsRawFd,
+    S: AsIoData + AsRawFd,
 {
     let mut past_deadline = false;
     loop {
+        // Forget the readiness seen so far (may's registration is edge-triggered and keeps a
+        // flag of the edges since): an edge that comes after this is seen by the wait below,
+        // and a stale one does not cost an extra try.
+        socket.as_io_data().reset();
         match op() {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -127,7 +127,7 @@ where
 
 /// Parks the greenlet until the socket reports readiness (possibly spuriously: the caller
 /// tries again), `deadline` passes, or a kill arrives (it unwinds).
-fn in_greenlet<S: WaitIo>(what: &'static str, socket: &S, deadline: Option<Instant>) {
+fn in_greenlet<S: AsIoData>(what: &'static str, socket: &S, deadline: Option<Instant>) {
     crate::monitor::blocking_until(what, deadline, || {
         let armed = deadline.and_then(|at| crate::deadline::arm_io(at, socket.waker()));
         if deadline.is_some() && armed.is_none() {

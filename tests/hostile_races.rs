@@ -307,7 +307,11 @@ fn socket_timeouts_on_threads_never_hang() {
             } else {
                 (&c).write(&[1; 1024])
             };
-            assert_eq!(r.unwrap_err().kind(), ErrorKind::TimedOut);
+            // The kernel can still move data to the silent peer's receive buffer (it grows)
+            // after `fill` saw two time-outs: then the write goes through, which is right.
+            if let Err(e) = r {
+                assert_eq!(e.kind(), ErrorKind::TimedOut);
+            }
         }
     });
 }

@@ -339,7 +339,7 @@ where
                 crate::net::wait::Interest::Read
             };
             let r = catch_kill(std::panic::AssertUnwindSafe(|| {
-                crate::net::wait::io("monkey socket wait", &coio, interest, timeout, op)
+                crate::net::wait::io("monkey socket wait", &coio, None, interest, timeout, op)
             }));
             drop(coio);
             r

@@ -38,9 +38,12 @@ pub fn sleep(d: Duration) {
     // Only the crate's timer (or a kill) unparks this blocker; a `None` deadline
     // (`Duration::MAX`) sleeps until the greenlet is killed.
     let deadline = crate::deadline::deadline(d);
-    let blocker = std::sync::Arc::new(may::sync::Blocker::new(true));
+    let retire = crate::sync::waiters::Retire::new();
     let began = Instant::now();
-    while crate::deadline::park("sleep", &blocker, deadline) == crate::deadline::Parked::Woken {}
+    while crate::deadline::park("sleep", retire.blocker(), deadline)
+        == crate::deadline::Parked::Woken
+    {}
+    drop(retire);
     if deadline.is_some_and(|d| d <= began) {
         // Shorter than the call itself (a few nanoseconds): still a blocking point.
         yield_now();

@@ -628,6 +628,127 @@ fn a_socket_wait_killed_beside_an_unwinding_greenlet_ends() {
     assert!(ok, "the child process failed:\n{out}");
 }
 
+/// Regression (found by review of #13's follow-up): an unpark that lands just as a greenlet
+/// parks makes may resume the greenlet inside the `subscribe` that registers it; if a kill
+/// then comes before the greenlet drops its blocker, may's `Park::drop` waits for that
+/// `subscribe` with a `yield_now` that does not yield while the kill's flag is set: beside a
+/// greenlet parked mid-unwind (`thread::panicking()` true on the worker) it spun for good
+/// (hung 2 runs in 3 of 20,000 rounds), otherwise it freed the park while may still used it.
+/// Blockers are now dropped on a plain thread (`deadline::retire`).
+#[test]
+fn an_unpark_racing_a_kill_beside_an_unwinding_greenlet_never_spins() {
+    struct WaitOnDrop(Arc<Event>);
+    impl Drop for WaitOnDrop {
+        fn drop(&mut self) {
+            self.0.wait();
+        }
+    }
+    if std::env::var_os(CHILD).is_some() {
+        greenlet::config().workers(1).apply().unwrap();
+        let hold = Arc::new(Event::new());
+        let hold2 = hold.clone();
+        let unwinding = greenlet::spawn(move || {
+            let _d = WaitOnDrop(hold2);
+            panic!("parked mid-unwind on purpose");
+        });
+        std::thread::sleep(ms(50));
+        let mut rng = Rng::new(7);
+        bounded("unpark racing a kill", WATCH, move || {
+            for round in 0..scaled(20_000, 5_000) {
+                let ev = Arc::new(Event::new());
+                let ready = Arc::new(AtomicBool::new(false));
+                let (ev2, ready2) = (ev.clone(), ready.clone());
+                let g = greenlet::spawn(move || {
+                    ready2.store(true, Ordering::SeqCst);
+                    ev2.wait();
+                });
+                while !ready.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+                let spin = Instant::now() + Duration::from_nanos(rng.below(4_000));
+                while Instant::now() < spin {
+                    std::hint::spin_loop();
+                }
+                ev.set();
+                g.kill_nowait();
+                assert!(
+                    g.join_timeout(Duration::from_secs(3)),
+                    "round {round} hangs"
+                );
+            }
+        });
+        hold.set();
+        let _ = unwinding.get();
+        return;
+    }
+    let (ok, out) = child_within(
+        "an_unpark_racing_a_kill_beside_an_unwinding_greenlet_never_spins",
+        Duration::from_secs(60),
+    );
+    assert!(ok, "the child process failed:\n{out}");
+}
+
+/// Regression (found by review of #13's follow-up): a kill sent, then the greenlet panics on
+/// its own, and a destructor waits on a socket with a time-out and then sleeps. The socket
+/// wait used to ignore the kill while the greenlet panicked, leaving may's "Canceled" result
+/// behind, and the sleep then parked for good (3 runs in 3). Now the flag is cleared and the
+/// kill kept for when the panic is caught. On one worker: a greenlet that parks between its
+/// panic and the `catch_unwind` that catches it can resume on another OS thread, and std's
+/// per-thread panic count then misleads every check of `thread::panicking()` (issue 14).
+#[test]
+fn a_kill_then_a_panic_then_a_socket_wait_in_a_destructor_never_hangs() {
+    if std::env::var_os(CHILD).is_none() {
+        let (ok, out) = child_within(
+            "a_kill_then_a_panic_then_a_socket_wait_in_a_destructor_never_hangs",
+            Duration::from_secs(60),
+        );
+        assert!(ok, "the child process failed:\n{out}");
+        return;
+    }
+    greenlet::config().workers(1).apply().unwrap();
+    struct RecvOnDrop(greenlet::net::UdpSocket);
+    impl Drop for RecvOnDrop {
+        fn drop(&mut self) {
+            let r = self.0.recv_from(&mut [0; 8]);
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::TimedOut);
+            greenlet::sleep(ms(1));
+        }
+    }
+    for round in 0..10 {
+        let result = bounded(
+            &format!("kill, panic, socket wait, round {round}"),
+            WATCH,
+            || {
+                let killed = Arc::new(AtomicBool::new(false));
+                let killed2 = killed.clone();
+                let g = greenlet::spawn(move || {
+                    let s = greenlet::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                    s.set_read_timeout(Some(ms(20))).unwrap();
+                    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let _d = RecvOnDrop(s);
+                        while !killed2.load(Ordering::SeqCst) {
+                            std::hint::spin_loop();
+                        }
+                        panic!("a panic of its own, after the kill was sent");
+                    }));
+                    assert!(caught.is_err());
+                    // The kept kill is delivered here, or at the latest when the greenlet ends.
+                    greenlet::sleep(ms(5));
+                });
+                std::thread::sleep(ms(10));
+                assert!(g.kill_nowait());
+                killed.store(true, Ordering::SeqCst);
+                assert!(g.join_timeout(Duration::from_secs(5)), "it hangs");
+                g.get()
+            },
+        );
+        assert!(
+            matches!(result, Ok(()) | Err(JoinError::Killed)),
+            "round {round}: {result:?}"
+        );
+    }
+}
+
 /// A destructor that blocks, as a graceful-shutdown guard would.
 struct SlowDrop(Arc<Event>);
 

@@ -254,3 +254,79 @@ fn unix_stream_pair_works_in_greenlets() {
     assert_eq!(&buf, b"unix!");
     g.get().unwrap();
 }
+
+/// may keeps one waiting greenlet per socket registration: a second waiter used to replace the
+/// first, which may then dropped, ending it as if killed (found by review of #13's follow-up).
+/// Now the second one queues: both receivers get a datagram, with and without a time-out.
+#[test]
+fn two_greenlets_receive_on_one_udp_socket() {
+    for timed in [false, true] {
+        let s = std::sync::Arc::new(greenlet::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+        if timed {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+        }
+        let addr = s.local_addr().unwrap();
+        let receivers: Vec<_> = (0..3)
+            .map(|_| {
+                let s = s.clone();
+                greenlet::spawn(move || s.recv_from(&mut [0; 16]).map(|(n, _)| n))
+            })
+            .collect();
+        greenlet::sleep(std::time::Duration::from_millis(50));
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..3 {
+            c.send_to(b"x", addr).unwrap();
+        }
+        for r in receivers {
+            assert!(
+                r.join_timeout(std::time::Duration::from_secs(5)),
+                "timed: {timed}"
+            );
+            assert_eq!(r.get().unwrap().unwrap(), 1, "timed: {timed}");
+        }
+    }
+}
+
+/// Several greenlets accepting on one listener each get a connection.
+#[test]
+fn two_greenlets_accept_on_one_listener() {
+    let l = std::sync::Arc::new(greenlet::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let addr = l.local_addr().unwrap();
+    let acceptors: Vec<_> = (0..3)
+        .map(|_| {
+            let l = l.clone();
+            greenlet::spawn(move || l.accept().map(|(_, peer)| peer))
+        })
+        .collect();
+    greenlet::sleep(std::time::Duration::from_millis(50));
+    let _clients: Vec<_> = (0..3)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    for a in acceptors {
+        assert!(a.join_timeout(std::time::Duration::from_secs(5)));
+        assert!(a.get().unwrap().is_ok());
+    }
+}
+
+/// A `peek` and a read through `&TcpStream` can wait on one connection at once.
+#[test]
+fn peek_beside_a_shared_read() {
+    use std::io::{Read, Write};
+    let l = greenlet::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let c =
+        std::sync::Arc::new(greenlet::net::TcpStream::connect(l.local_addr().unwrap()).unwrap());
+    let (mut server, _) = l.accept().unwrap();
+    let (c1, c2) = (c.clone(), c.clone());
+    let peeker = greenlet::spawn(move || c1.peek(&mut [0; 4]));
+    let reader = greenlet::spawn(move || (&*c2).read(&mut [0; 4]));
+    greenlet::sleep(std::time::Duration::from_millis(50));
+    server.write_all(b"ab").unwrap();
+    assert!(reader.join_timeout(std::time::Duration::from_secs(5)));
+    // The read may have taken the bytes before the peek saw them: then the peek waits for
+    // more, as std's would.
+    server.write_all(b"cd").unwrap();
+    assert!(peeker.join_timeout(std::time::Duration::from_secs(5)));
+    assert!(peeker.get().unwrap().unwrap() > 0);
+    assert!(reader.get().unwrap().unwrap() > 0);
+}

@@ -15,8 +15,6 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use may::sync::Blocker;
-
 use crate::sync::lock;
 
 static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
@@ -72,7 +70,8 @@ fn worker_of(thread: u64) -> Option<usize> {
 /// One round: parks the greenlet and has the first helper to run on one of `targets` unpark
 /// it. Returns `false` if no helper could be spawned (nothing parked).
 fn round(targets: impl Iterator<Item = usize>) -> bool {
-    let parked = Arc::new(Blocker::new(true));
+    let retire = crate::sync::waiters::Retire::new();
+    let parked = retire.blocker();
     // 0: still spawning the helpers; 1: about to park; 2: a helper has taken the wake-up.
     let stage = Arc::new(AtomicU8::new(0));
     let mut queued = 0;

@@ -20,6 +20,7 @@
 //! deadline, never hangs, and on an idle machine returns within about 2 ms after it.**
 
 pub(crate) mod hop;
+mod reaper;
 pub(crate) mod timer;
 
 use std::cell::Cell;
@@ -138,6 +139,7 @@ pub(crate) fn on_worker() -> bool {
     WORKER.with(Cell::get)
 }
 
+pub(crate) use reaper::retire;
 pub(crate) use timer::{ARMED, Armed, CANCELLED, FIRED, arm_interrupt, arm_io, disarm, drain};
 
 /// Inside a greenlet woken on a thread that is not a worker (may's timer thread runs the

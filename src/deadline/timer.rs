@@ -42,7 +42,11 @@ enum Action {
 impl Action {
     fn run(self) {
         match self {
-            Action::Unpark(b) => b.unpark(),
+            Action::Unpark(b) => {
+                b.unpark();
+                // This can be the last reference, and this can be a greenlet.
+                super::retire(b);
+            }
             Action::WakeIo(w) => w.wakeup(),
             Action::Interrupt(g, state) => {
                 if state
@@ -148,9 +152,11 @@ fn insert(deadline: Instant, action: Action, on_worker: bool) -> Option<Armed> {
 /// Forgets an armed deadline (the park ended first, or it fired: then this is a no-op).
 pub(crate) fn disarm(armed: Armed) {
     if let Some(timer) = timer() {
-        // The blocker is dropped outside the lock: may's `Park` can yield in its destructor.
+        // The blocker is retired outside the lock: may's `Park` can wait in its destructor.
         let removed = lock(&timer.state).parks.remove(&armed.key);
-        drop(removed);
+        if let Some((Action::Unpark(b), _)) = removed {
+            super::retire(b);
+        }
     }
 }
 

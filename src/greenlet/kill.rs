@@ -221,11 +221,13 @@ pub(crate) fn cancelled() {
             m.absorb_cancel();
         } else if m.kill.panicked.load(Ordering::SeqCst) {
             // The greenlet is unwinding from a panic of its own (a destructor waits): a second
-            // unwind would abort the process. It ends with that panic; the kill counts as
-            // delivered. (Not `thread::panicking()`: it is per OS thread, so it is false once
-            // the unwinding greenlet has moved to another worker, and true for any greenlet on
-            // a worker where another one is parked mid-unwind.)
-            m.delivered_by_unwind();
+            // unwind would abort the process. may's flag is cleared so that the wait can park,
+            // and the kill is kept: if the panic is caught, the greenlet's next blocking point
+            // delivers it (`caught_panic`); if not, the greenlet ends with its panic. (Not
+            // `thread::panicking()`: it is per OS thread, so it is false once the unwinding
+            // greenlet has moved to another worker, and true for any greenlet on a worker
+            // where another one is parked mid-unwind.)
+            m.absorb_cancel();
         } else {
             m.deliver();
         }
@@ -276,10 +278,7 @@ pub(crate) fn after_wait_io() {
 #[cold]
 fn after_wait_io_slow() {
     super::with_current_meta(|m| {
-        if !m.kill.requested()
-            || m.kill.delivered.load(Ordering::SeqCst)
-            || m.kill.panicked.load(Ordering::SeqCst)
-        {
+        if !m.kill.requested() || m.kill.delivered.load(Ordering::SeqCst) {
             return;
         }
         // Wait until the killer's cancel call has returned (it is a few instructions away):
@@ -292,11 +291,19 @@ fn after_wait_io_slow() {
         if state == SENT
             && let Some(co) = m.co.get()
         {
-            // Set the flag again, so that delivering the kill finds it set and clears it.
+            // Set the flag again, so that handling the kill below finds it set and clears it
+            // (a `wait_io` that ended at once also left may's "Canceled" in the parameter
+            // slot: clearing the flag takes it).
             // SAFETY: as in `request_kill`; the coroutine is the running one.
             unsafe { co.cancel() };
         }
-        m.deliver();
+        if m.kill.panicked.load(Ordering::SeqCst) {
+            // Unwinding from a panic of its own (a destructor waits on a socket): as in
+            // `cancelled`, the flag is cleared and the kill kept for when the panic is caught.
+            m.absorb_cancel();
+        } else {
+            m.deliver();
+        }
     });
 }
 
@@ -493,6 +500,21 @@ struct NeverReady {
 }
 
 static SPARE: std::sync::Mutex<Vec<NeverReady>> = std::sync::Mutex::new(Vec::new());
+
+/// Made when the runtime starts, so that a kill can be delivered even when the process is out
+/// of descriptors later (without a pipe, a wait in a destructor could only poll).
+pub(crate) fn reserve_spare_pipes() {
+    let mut spare = crate::sync::lock(&SPARE);
+    while spare.len() < 2 {
+        match never_ready() {
+            Ok(pipe) => spare.push(pipe),
+            Err(e) => {
+                log::warn!("cannot reserve a pipe for kill delivery ({e})");
+                break;
+            }
+        }
+    }
+}
 
 fn never_ready() -> std::io::Result<NeverReady> {
     let (reader, writer) = std::io::pipe()?;

@@ -68,6 +68,8 @@ pub struct TcpStream {
     /// The time-outs, kept here rather than by may (see `net::wait`).
     read_timeout: IoTimeout,
     write_timeout: IoTimeout,
+    /// One waiter at a time on `inner`'s registration (`peek` and reads through `&TcpStream`).
+    gate: wait::Gate,
 }
 
 /// std refuses a zero time-out instead of treating it as "none"; so do we.
@@ -113,6 +115,7 @@ impl TcpStream {
             writer: OnceLock::new(),
             read_timeout: IoTimeout::default(),
             write_timeout: IoTimeout::default(),
+            gate: wait::Gate::default(),
         }
     }
 
@@ -168,6 +171,7 @@ impl TcpStream {
         wait::io_until(
             "TcpStream::connect",
             &stream.inner,
+            None,
             Interest::Write,
             deadline,
             || match sys.take_error()? {
@@ -310,6 +314,7 @@ impl TcpStream {
         wait::io(
             "TcpStream::peek",
             &self.inner,
+            Some(&self.gate),
             Interest::Read,
             timeout,
             || sys.peek(buf),
@@ -358,6 +363,7 @@ impl Read for TcpStream {
         wait::io(
             "TcpStream::read",
             &self.inner,
+            None,
             Interest::Read,
             timeout,
             || (&*sys).read(buf),
@@ -372,6 +378,7 @@ impl Write for TcpStream {
         wait::io(
             "TcpStream::write",
             &self.inner,
+            None,
             Interest::Write,
             timeout,
             || (&*sys).write(buf),
@@ -384,6 +391,7 @@ impl Write for TcpStream {
         wait::io(
             "TcpStream::write",
             &self.inner,
+            None,
             Interest::Write,
             timeout,
             || (&*sys).write_vectored(bufs),
@@ -410,11 +418,12 @@ impl Read for &TcpStream {
             return Err(busy("reading from"));
         }
         let _reading = Reading(&self.reading);
-        // Through the crate's own wait in a greenlet too: may's `read` takes `&mut`.
         let sys = self.sys();
         wait::io(
             "TcpStream::read",
             &self.inner,
+            // A `peek` can wait beside it.
+            Some(&self.gate),
             Interest::Read,
             self.read_timeout.get(),
             || (&*sys).read(buf),
@@ -431,6 +440,7 @@ impl Write for &TcpStream {
         wait::io(
             "TcpStream::write",
             &*writer,
+            None,
             Interest::Write,
             timeout,
             || (&*sys).write(buf),
@@ -492,6 +502,8 @@ impl fmt::Debug for TcpStream {
 /// ```
 pub struct TcpListener {
     inner: may::net::TcpListener,
+    /// One waiter at a time on the registration; other acceptors queue (`net::wait`).
+    gate: wait::Gate,
 }
 
 impl TcpListener {
@@ -512,6 +524,7 @@ impl TcpListener {
             }
             Ok(TcpListener {
                 inner: may::net::TcpListener::bind(a)?,
+                gate: wait::Gate::default(),
             })
         })
     }
@@ -530,6 +543,7 @@ impl TcpListener {
         let (s, a) = wait::io(
             "TcpListener::accept",
             &self.inner,
+            Some(&self.gate),
             Interest::Read,
             None,
             || sys.accept(),
@@ -559,6 +573,7 @@ impl TcpListener {
     pub fn try_clone(&self) -> io::Result<TcpListener> {
         Ok(TcpListener {
             inner: self.inner.try_clone()?,
+            gate: wait::Gate::default(),
         })
     }
 

@@ -39,6 +39,8 @@ pub struct UdpSocket {
     inner: may::net::UdpSocket,
     /// The receive time-out, kept here rather than by may (see `net::wait`).
     read_timeout: IoTimeout,
+    /// One waiter at a time on the registration; the others queue (`net::wait`).
+    gate: wait::Gate,
 }
 
 impl UdpSocket {
@@ -53,6 +55,7 @@ impl UdpSocket {
             Ok(UdpSocket {
                 inner: may::net::UdpSocket::bind(a)?,
                 read_timeout: IoTimeout::default(),
+                gate: wait::Gate::default(),
             })
         })
     }
@@ -79,6 +82,7 @@ impl UdpSocket {
         wait::io(
             "UdpSocket::send_to",
             &self.inner,
+            Some(&self.gate),
             Interest::Write,
             None,
             || self.sys().send_to(buf, to),
@@ -95,6 +99,7 @@ impl UdpSocket {
         wait::io(
             "UdpSocket::recv_from",
             &self.inner,
+            Some(&self.gate),
             Interest::Read,
             timeout,
             || self.sys().recv_from(buf),
@@ -110,6 +115,7 @@ impl UdpSocket {
         wait::io(
             "UdpSocket::send",
             &self.inner,
+            Some(&self.gate),
             Interest::Write,
             None,
             || self.sys().send(buf),
@@ -126,6 +132,7 @@ impl UdpSocket {
         wait::io(
             "UdpSocket::recv",
             &self.inner,
+            Some(&self.gate),
             Interest::Read,
             timeout,
             || self.sys().recv(buf),
@@ -193,6 +200,7 @@ impl UdpSocket {
         Ok(UdpSocket {
             inner: self.inner.try_clone()?,
             read_timeout: self.read_timeout.copy(),
+            gate: wait::Gate::default(),
         })
     }
 

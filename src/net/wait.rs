@@ -60,6 +60,57 @@ impl IoTimeout {
     }
 }
 
+/// Lets one greenlet at a time wait on a socket's may registration. may keeps one waiting
+/// coroutine per registration: a second waiter would replace the first, which may then drops,
+/// ending it as if killed. The others queue here (a deadline still applies while queued).
+/// Needed where `&self` methods can wait at once: `UdpSocket`, `TcpListener::accept`,
+/// `TcpStream::peek` beside a read through `&TcpStream`.
+#[derive(Default)]
+pub(crate) struct Gate(std::sync::Mutex<GateState>);
+
+#[derive(Default)]
+struct GateState {
+    busy: bool,
+    waiters: crate::sync::waiters::Waiters,
+}
+
+fn gate_waiters(s: &mut GateState) -> &mut crate::sync::waiters::Waiters {
+    &mut s.waiters
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gate")
+    }
+}
+
+/// The right to wait on a registration, given back when dropped (also by an unwind).
+struct Pass<'a>(&'a Gate);
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        let mut state = crate::sync::lock(&(self.0).0);
+        state.busy = false;
+        state.waiters.notify_one();
+    }
+}
+
+impl Gate {
+    /// The right to wait, if nobody has it.
+    fn try_enter(&self) -> Option<Pass<'_>> {
+        let mut state = crate::sync::lock(&self.0);
+        (!std::mem::replace(&mut state.busy, true)).then(|| Pass(self))
+    }
+
+    /// Waits for the right to wait; `None` if `deadline` passed first.
+    fn enter(&self, what: &'static str, deadline: Option<Instant>) -> Option<Pass<'_>> {
+        crate::sync::waiters::wait_until(what, &self.0, gate_waiters, deadline, |s| {
+            (!s.busy).then(|| s.busy = true)
+        })
+        .map(|()| Pass(self))
+    }
+}
+
 /// The error of a socket operation whose time-out passed (std's kind for it).
 pub(crate) fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "socket operation timed out")
@@ -71,6 +122,7 @@ pub(crate) fn timed_out() -> io::Error {
 pub(crate) fn io<S, R>(
     what: &'static str,
     socket: &S,
+    gate: Option<&Gate>,
     interest: Interest,
     timeout: Option<Duration>,
     op: impl FnMut() -> io::Result<R>,
@@ -81,6 +133,7 @@ where
     io_until(
         what,
         socket,
+        gate,
         interest,
         timeout.and_then(crate::deadline::deadline),
         op,
@@ -91,6 +144,7 @@ where
 pub(crate) fn io_until<S, R>(
     what: &'static str,
     socket: &S,
+    gate: Option<&Gate>,
     interest: Interest,
     deadline: Option<Instant>,
     mut op: impl FnMut() -> io::Result<R>,
@@ -102,8 +156,12 @@ where
     loop {
         // Forget the readiness seen so far (may's registration is edge-triggered and keeps a
         // flag of the edges since): an edge that comes after this is seen by the wait below,
-        // and a stale one does not cost an extra try.
-        socket.as_io_data().reset();
+        // and a stale one does not cost an extra try. Not on a socket that several greenlets
+        // can wait on: it could clear an edge meant for the one waiting (which then re-tries
+        // the call after a stale edge instead).
+        if gate.is_none() {
+            socket.as_io_data().reset();
+        }
         match op() {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -118,7 +176,7 @@ where
             continue;
         }
         if may::coroutine::is_coroutine() {
-            in_greenlet(what, socket, deadline);
+            in_greenlet(what, socket, gate, deadline);
         } else {
             on_thread(socket.as_raw_fd(), interest, deadline)?;
         }
@@ -127,7 +185,24 @@ where
 
 /// Parks the greenlet until the socket reports readiness (possibly spuriously: the caller
 /// tries again), `deadline` passes, or a kill arrives (it unwinds).
-fn in_greenlet<S: AsIoData>(what: &'static str, socket: &S, deadline: Option<Instant>) {
+fn in_greenlet<S: AsIoData>(
+    what: &'static str,
+    socket: &S,
+    gate: Option<&Gate>,
+    deadline: Option<Instant>,
+) {
+    let _pass = match gate {
+        None => None,
+        Some(g) => match g.try_enter() {
+            Some(pass) => Some(pass),
+            None => {
+                // Another greenlet waits on the socket: queue behind it, then let the caller
+                // try the call again (what woke that one may be there for this one too).
+                drop(g.enter(what, deadline));
+                return;
+            }
+        },
+    };
     crate::monitor::blocking_until(what, deadline, || {
         let armed = deadline.and_then(|at| crate::deadline::arm_io(at, socket.waker()));
         if deadline.is_some() && armed.is_none() {

@@ -92,6 +92,32 @@ impl<S> Drop for Registration<'_, S> {
     }
 }
 
+/// A blocker for one park, handed to `deadline::retire` when dropped, also by an unwind (never
+/// dropped in a greenlet: may's `Park` can wait in its destructor).
+pub(crate) struct Retire(Option<Arc<Blocker>>);
+
+impl Retire {
+    /// A new blocker. `true`: may reports a kill to the door instead of acting on it (see
+    /// `deadline::park`).
+    pub(crate) fn new() -> Retire {
+        Retire(Some(Arc::new(Blocker::new(true))))
+    }
+
+    pub(crate) fn blocker(&self) -> &Arc<Blocker> {
+        self.0
+            .as_ref()
+            .expect("a Retire holds its blocker until it is dropped")
+    }
+}
+
+impl Drop for Retire {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            crate::deadline::retire(b);
+        }
+    }
+}
+
 /// Passes on a wake-up that a waiter was given (`owed`) if it unwinds (is killed) before it can
 /// use it.
 struct PassOn<'a, S> {
@@ -125,28 +151,18 @@ fn park_once<S>(
     deadline: Option<Instant>,
     registered: impl FnOnce(),
 ) -> bool {
-    // `true`: may reports a kill to the door instead of acting on it (see `deadline::park`).
-    let blocker = Arc::new(Blocker::new(true));
+    let retire = Retire::new();
+    let blocker = retire.blocker();
     let id = waiters(&mut guard).push(blocker.clone());
     drop(guard);
+    // A kill unwinds out of the park; `registration` (declared after `retire`, so dropped
+    // before it) then cleans up under the lock, and the blocker is retired, outside the lock.
     let registration = Registration { state, waiters, id };
     registered();
-    // A kill unwinds out of here; `registration` then cleans up under the lock, and `blocker`
-    // (declared first) is dropped after it, outside the lock.
-    let _ = crate::deadline::park(what, &blocker, deadline);
+    let _ = crate::deadline::park(what, blocker, deadline);
     std::mem::forget(registration);
     let owed = !waiters(&mut lock(state)).remove(id);
-    // Our reference is now the last one (the list's went under the lock, the timer's when the
-    // door disarmed it). may's `Park` can yield in its destructor, and so take a kill: that
-    // happens here, before the caller has taken anything, and a wake-up we were given is
-    // passed on.
-    let pass_on = PassOn {
-        state,
-        waiters,
-        owed,
-    };
-    drop(blocker);
-    std::mem::forget(pass_on);
+    drop(retire);
     owed
 }
 

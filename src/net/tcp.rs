@@ -371,31 +371,32 @@ impl Read for TcpStream {
     }
 }
 
-impl Write for TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let timeout = self.write_timeout.get();
+impl TcpStream {
+    /// A write (`op` on the non-blocking socket) through the crate's wait, with the write
+    /// time-out. Only through `&mut self`: nobody else waits on the registration.
+    fn writing(
+        &mut self,
+        mut op: impl FnMut(&std::net::TcpStream) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         let sys = self.sys();
         wait::io(
             "TcpStream::write",
             &self.inner,
             None,
             Interest::Write,
-            timeout,
-            || (&*sys).write(buf),
+            self.write_timeout.get(),
+            || op(sys),
         )
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writing(|mut s| s.write(buf))
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let timeout = self.write_timeout.get();
-        let sys = self.sys();
-        wait::io(
-            "TcpStream::write",
-            &self.inner,
-            None,
-            Interest::Write,
-            timeout,
-            || (&*sys).write_vectored(bufs),
-        )
+        self.writing(|mut s| s.write_vectored(bufs))
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -53,6 +53,15 @@ pub(crate) mod waiters;
 
 pub(crate) use waiters::lock;
 
+/// `value` as std's lock results carry it: inside a [`std::sync::PoisonError`] if `poisoned`.
+fn lock_result<T>(poisoned: bool, value: T) -> std::sync::LockResult<T> {
+    if poisoned {
+        Err(std::sync::PoisonError::new(value))
+    } else {
+        Ok(value)
+    }
+}
+
 pub use async_result::{AsyncResult, Failure};
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use event::Event;

@@ -123,11 +123,7 @@ impl<T> Mutex<T> {
             .data
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
-        if poisoned {
-            Err(PoisonError::new(value))
-        } else {
-            Ok(value)
-        }
+        super::lock_result(poisoned, value)
     }
 }
 
@@ -188,11 +184,7 @@ impl<T: ?Sized> Mutex<T> {
     pub fn get_mut(&mut self) -> LockResult<&mut T> {
         let poisoned = self.is_poisoned();
         let value = self.data.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if poisoned {
-            Err(PoisonError::new(value))
-        } else {
-            Ok(value)
-        }
+        super::lock_result(poisoned, value)
     }
 
     /// Builds the guard once the lock is taken.
@@ -207,11 +199,7 @@ impl<T: ?Sized> Mutex<T> {
             data,
             _release: release,
         };
-        if self.is_poisoned() {
-            Err(PoisonError::new(guard))
-        } else {
-            Ok(guard)
-        }
+        super::lock_result(self.is_poisoned(), guard)
     }
 
     /// The mutex a guard belongs to (for [`Condvar`](super::Condvar)).

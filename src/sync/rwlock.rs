@@ -155,11 +155,7 @@ impl<T> RwLock<T> {
             .data
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
-        if poisoned {
-            Err(PoisonError::new(value))
-        } else {
-            Ok(value)
-        }
+        super::lock_result(poisoned, value)
     }
 }
 
@@ -251,11 +247,7 @@ impl<T: ?Sized> RwLock<T> {
     pub fn get_mut(&mut self) -> LockResult<&mut T> {
         let poisoned = self.is_poisoned();
         let value = self.data.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if poisoned {
-            Err(PoisonError::new(value))
-        } else {
-            Ok(value)
-        }
+        super::lock_result(poisoned, value)
     }
 
     fn read_guard(&self) -> LockResult<RwLockReadGuard<'_, T>> {
@@ -265,11 +257,7 @@ impl<T: ?Sized> RwLock<T> {
             data,
             _release: release,
         };
-        if self.is_poisoned() {
-            Err(PoisonError::new(guard))
-        } else {
-            Ok(guard)
-        }
+        super::lock_result(self.is_poisoned(), guard)
     }
 
     fn write_guard(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
@@ -282,11 +270,7 @@ impl<T: ?Sized> RwLock<T> {
             data,
             _release: release,
         };
-        if self.is_poisoned() {
-            Err(PoisonError::new(guard))
-        } else {
-            Ok(guard)
-        }
+        super::lock_result(self.is_poisoned(), guard)
     }
 }
 

@@ -438,29 +438,10 @@ kill_safe! {
 
 const CHILD: &str = "GREENLET_HOSTILE_KILL_CHILD";
 
-/// Runs test `name` again in a child process; returns whether it exited successfully, and
-/// its output.
+/// Runs test `name` again in a child process (killed after 60 s: it hangs); returns whether
+/// it exited successfully, and its output.
 fn child(name: &str) -> (bool, String) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            name,
-            "--nocapture",
-            "--test-threads=1",
-            // Ignored or not: the case is run either way (never filtered out to nothing).
-            "--include-ignored",
-        ])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // A run that found no test to run proves nothing.
-    let ran = text.contains("1 passed");
-    (out.status.success() && ran, text)
+    child_within(name, Duration::from_secs(60))
 }
 
 /// A `sync::Mutex` contended across a blocking point, as a destructor would use it.
@@ -634,7 +615,7 @@ fn a_socket_wait_killed_beside_an_unwinding_greenlet_ends() {
 /// `subscribe` with a `yield_now` that does not yield while the kill's flag is set: beside a
 /// greenlet parked mid-unwind (`thread::panicking()` true on the worker) it spun for good
 /// (hung 2 runs in 3 of 20,000 rounds), otherwise it freed the park while may still used it.
-/// Blockers are now dropped on a plain thread (`deadline::retire`).
+/// Blockers are now dropped only once their greenlet has switched out (`deadline::retire`).
 #[test]
 fn an_unpark_racing_a_kill_beside_an_unwinding_greenlet_never_spins() {
     struct WaitOnDrop(Arc<Event>);

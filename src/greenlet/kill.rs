@@ -177,6 +177,18 @@ impl Meta {
         true
     }
 
+    /// Waits until the winning kill request has decided whether to send may's cancel and, if
+    /// it sends one, until its `Coroutine::cancel` call has returned (the requester is a few
+    /// instructions away, and never parks in between). Returns `NO_CANCEL` or `SENT`.
+    fn cancel_call_done(&self) -> u8 {
+        let mut state = self.kill.cancel.load(Ordering::SeqCst);
+        while state == UNDECIDED || (state == SENT && !self.kill.sent.load(Ordering::SeqCst)) {
+            std::thread::yield_now();
+            state = self.kill.cancel.load(Ordering::SeqCst);
+        }
+        state
+    }
+
     /// Clears may's cancel flag if a cancel was sent to this greenlet and not yet cleared.
     /// Called by the greenlet itself.
     fn absorb_cancel(&self) {
@@ -281,13 +293,8 @@ fn after_wait_io_slow() {
         if !m.kill.requested() || m.kill.delivered.load(Ordering::SeqCst) {
             return;
         }
-        // Wait until the killer's cancel call has returned (it is a few instructions away):
-        // then may's flag is set, or was set and cleared by the `wait_io`, and never set again.
-        let mut state = m.kill.cancel.load(Ordering::SeqCst);
-        while state == UNDECIDED || (state == SENT && !m.kill.sent.load(Ordering::SeqCst)) {
-            std::thread::yield_now();
-            state = m.kill.cancel.load(Ordering::SeqCst);
-        }
+        // Then may's flag is set, or was set and cleared by the `wait_io`, and never set again.
+        let state = m.cancel_call_done();
         if state == SENT
             && let Some(co) = m.co.get()
         {
@@ -451,12 +458,7 @@ pub(crate) fn withdraw_timeout(greenlet: u64) {
                 break;
             }
         }
-        // Wait until the requester's cancel call has returned (a few instructions away).
-        let mut state = m.kill.cancel.load(Ordering::SeqCst);
-        while state == UNDECIDED || (state == SENT && !m.kill.sent.load(Ordering::SeqCst)) {
-            std::thread::yield_now();
-            state = m.kill.cancel.load(Ordering::SeqCst);
-        }
+        let state = m.cancel_call_done();
         if state == SENT {
             if !clear_cancel_flag() {
                 // may's flag stays set: the interrupt stands after all.

@@ -79,14 +79,9 @@ impl UdpSocket {
             addr.to_addrs()?.into_iter().next().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "no address to send to")
             })?;
-        wait::io(
-            "UdpSocket::send_to",
-            &self.inner,
-            Some(&self.gate),
-            Interest::Write,
-            None,
-            || self.sys().send_to(buf, to),
-        )
+        self.wait("UdpSocket::send_to", Interest::Write, |s| {
+            s.send_to(buf, to)
+        })
     }
 
     /// Waits (parks) for a datagram; returns its length and sender.
@@ -95,15 +90,7 @@ impl UdpSocket {
     ///
     /// `TimedOut` when the read time-out passes; otherwise as std.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let timeout = self.read_timeout.get();
-        wait::io(
-            "UdpSocket::recv_from",
-            &self.inner,
-            Some(&self.gate),
-            Interest::Read,
-            timeout,
-            || self.sys().recv_from(buf),
-        )
+        self.wait("UdpSocket::recv_from", Interest::Read, |s| s.recv_from(buf))
     }
 
     /// Sends to the connected peer.
@@ -112,14 +99,7 @@ impl UdpSocket {
     ///
     /// As std (e.g. `ConnectionRefused` after an ICMP port-unreachable).
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        wait::io(
-            "UdpSocket::send",
-            &self.inner,
-            Some(&self.gate),
-            Interest::Write,
-            None,
-            || self.sys().send(buf),
-        )
+        self.wait("UdpSocket::send", Interest::Write, |s| s.send(buf))
     }
 
     /// Waits (parks) for a datagram from the connected peer.
@@ -128,15 +108,7 @@ impl UdpSocket {
     ///
     /// `TimedOut` when the read time-out passes; otherwise as std.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let timeout = self.read_timeout.get();
-        wait::io(
-            "UdpSocket::recv",
-            &self.inner,
-            Some(&self.gate),
-            Interest::Read,
-            timeout,
-            || self.sys().recv(buf),
-        )
+        self.wait("UdpSocket::recv", Interest::Read, |s| s.recv(buf))
     }
 
     /// The local address.
@@ -168,9 +140,27 @@ impl UdpSocket {
         Ok(())
     }
 
-    /// The std socket underneath (non-blocking), for the crate's own waits (`net::wait`).
-    fn sys(&self) -> &std::net::UdpSocket {
-        self.inner.inner()
+    /// Runs `op` on the std socket underneath (non-blocking) through the crate's wait
+    /// (`net::wait`): receives keep the read time-out, sends have none.
+    fn wait<R>(
+        &self,
+        what: &'static str,
+        interest: Interest,
+        mut op: impl FnMut(&std::net::UdpSocket) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let timeout = match interest {
+            Interest::Read => self.read_timeout.get(),
+            Interest::Write => None,
+        };
+        let sys = self.inner.inner();
+        wait::io(
+            what,
+            &self.inner,
+            Some(&self.gate),
+            interest,
+            timeout,
+            || op(sys),
+        )
     }
 
     /// The receive time-out, exactly as set.

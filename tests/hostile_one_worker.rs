@@ -11,12 +11,28 @@ mod load;
 mod races;
 mod support;
 
-use std::sync::OnceLock;
+use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use support::hostile::scaled;
 
-/// Applies `workers(1)` before the first spawn of this process.
-fn one_worker() {
+/// Applies `workers(1)` before the first spawn of this process, and shares the worker with
+/// the other tests for as long as the returned guard lives.
+fn one_worker() -> RwLockReadGuard<'static, ()> {
+    apply_one_worker();
+    WORKER.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// As [`one_worker`], with the worker to itself: a test whose greenlet computes on the only
+/// worker delays every other test's greenlets by design (the harness runs tests in parallel),
+/// and their races with sub-millisecond deadlines would then all time out.
+fn one_worker_alone() -> RwLockWriteGuard<'static, ()> {
+    apply_one_worker();
+    WORKER.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+static WORKER: RwLock<()> = RwLock::new(());
+
+fn apply_one_worker() {
     static APPLIED: OnceLock<()> = OnceLock::new();
     APPLIED.get_or_init(|| {
         greenlet::config()
@@ -29,7 +45,7 @@ fn one_worker() {
 
 #[test]
 fn two_thousand_timed_waits() {
-    one_worker();
+    let _shared = one_worker();
     for seed in 0..scaled(2, 1) as u64 {
         load::timed_waits(2_000, 100 + seed);
     }
@@ -37,7 +53,7 @@ fn two_thousand_timed_waits() {
 
 #[test]
 fn timeouts_and_with_timeouts_en_masse() {
-    one_worker();
+    let _shared = one_worker();
     load::timeouts(scaled(1_000, 500), 100);
 }
 
@@ -47,7 +63,7 @@ fn timeouts_and_with_timeouts_en_masse() {
 /// before `ready` runs, and passes on a wake-up it was given if the kill lands there.
 #[test]
 fn producer_consumer_drain_with_timeouts_and_kills() {
-    one_worker();
+    let _shared = one_worker();
     load::drains(10);
 }
 
@@ -60,66 +76,66 @@ fn producer_consumer_drain_with_timeouts_and_kills() {
 /// yielding greenlet steps behind the inbox (`deadline::hop::yield_now`).
 #[test]
 fn timers_fire_beside_a_computing_greenlet() {
-    one_worker();
+    let _alone = one_worker_alone();
     load::timers_beside_a_computing_greenlet(100);
 }
 
 #[test]
 fn event_set_vs_timeout_vs_kill() {
-    one_worker();
+    let _shared = one_worker();
     races::event_set_vs_timeout_vs_kill();
 }
 
 #[test]
 fn async_result_set_vs_timeout_vs_kill() {
-    one_worker();
+    let _shared = one_worker();
     races::async_result_set_vs_timeout_vs_kill();
 }
 
 #[test]
 fn queue_get_vs_timeout_vs_kill() {
-    one_worker();
+    let _shared = one_worker();
     races::queue_get_vs_timeout_vs_kill();
 }
 
 #[test]
 fn semaphore_release_vs_timeout_vs_kill() {
-    one_worker();
+    let _shared = one_worker();
     races::semaphore_release_vs_timeout_vs_kill();
 }
 
 #[test]
 fn greenlet_finish_vs_join_timeout_vs_kill() {
-    one_worker();
+    let _shared = one_worker();
     races::greenlet_finish_vs_join_timeout_vs_kill();
 }
 
 #[test]
 fn condvar_notify_all_vs_timeout() {
-    one_worker();
+    let _shared = one_worker();
     races::condvar_notify_all_vs_timeout();
 }
 
 #[test]
 fn with_timeout_vs_work_finishing() {
-    one_worker();
+    let _shared = one_worker();
     races::with_timeout_vs_work_finishing();
 }
 
 #[test]
 fn timeout_guard_vs_work_finishing_vs_kill() {
-    one_worker();
+    let _shared = one_worker();
     races::timeout_guard_vs_work_finishing_vs_kill();
 }
 
 #[test]
 fn kills_and_timeouts_at_once_are_delivered_once() {
-    one_worker();
+    let _shared = one_worker();
     races::kills_and_timeouts_at_once_are_delivered_once();
 }
 
 #[test]
 fn links_from_threads_and_greenlets_on_a_finishing_greenlet() {
-    one_worker();
+    let _shared = one_worker();
     races::links_from_threads_and_greenlets_on_a_finishing_greenlet();
 }

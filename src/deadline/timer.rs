@@ -42,10 +42,11 @@ enum Action {
 impl Action {
     fn run(self) {
         match self {
-            // Dropping the copy here is safe even when it is the last: its owner has retired
-            // its own, and that was dropped only once the owner had switched out (see
-            // `deadline::retire`).
-            Action::Unpark(b) => b.unpark(),
+            Action::Unpark(b) => {
+                b.unpark();
+                // This can be the last reference, and this can be a greenlet.
+                super::retire(b);
+            }
             Action::WakeIo(w) => w.wakeup(),
             Action::Interrupt(g, state) => {
                 if state
@@ -151,10 +152,11 @@ fn insert(deadline: Instant, action: Action, on_worker: bool) -> Option<Armed> {
 /// Forgets an armed deadline (the park ended first, or it fired: then this is a no-op).
 pub(crate) fn disarm(armed: Armed) {
     if let Some(timer) = timer() {
-        // Dropped outside the lock. Not the last reference to a blocker: its owner, which
-        // disarms, holds one.
+        // The blocker is retired outside the lock: may's `Park` can wait in its destructor.
         let removed = lock(&timer.state).parks.remove(&armed.key);
-        drop(removed);
+        if let Some((Action::Unpark(b), _)) = removed {
+            super::retire(b);
+        }
     }
 }
 

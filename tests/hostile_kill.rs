@@ -6,11 +6,11 @@
 //! destructor must have run to its end. (An assertion that fails inside a destructor during
 //! an unwind aborts the process: the operations here assert only what no load can change.)
 //!
-//! Also here, as ignored tests, the kill-safety bugs found: a kill or `Timeout` that reaches
-//! a greenlet unwinding from a *panic* through a blocking destructor aborts the process; a
-//! contended `Mutex` or `RwLock` in a destructor during a kill is poisoned spuriously, and
-//! the destructor's `unwrap` aborts the process; a kill while a `Condvar` waiter re-takes its
-//! mutex breaks the mutex. The ones that abort run in a child process. (A kill racing a
+//! Also here, as regression tests, the kill-safety bugs found and fixed: a kill or `Timeout`
+//! that reaches a greenlet unwinding from a *panic* through a blocking destructor aborted the
+//! process; a contended `Mutex` or `RwLock` in a destructor during a kill was poisoned
+//! spuriously, and the destructor's `unwrap` aborted the process; a kill while a `Condvar`
+//! waiter re-took its mutex broke the mutex. The ones that could abort run in a child process. (A kill racing a
 //! greenlet's start, fixed in bde0573, is kept as a regression test.)
 
 mod support;

@@ -30,6 +30,41 @@ use std::time::{Duration, Instant};
 use may::coroutine::ParkError;
 use may::sync::Blocker;
 
+/// A may `Blocker` that keeps the handle of the coroutine that made it alive for as long as
+/// itself.
+///
+/// may's `Park::subscribe` goes on using the parking coroutine's cancel data, which lives in
+/// the coroutine's handle, after it has published the coroutine to its wakers
+/// (`docs/upstream.md`, item 13): a waker on another thread can run the coroutine to its end,
+/// and may then frees the handle with the coroutine's local storage while `subscribe` still
+/// writes to it (AddressSanitizer: heap-use-after-free in `Cancel::set_co`). The handle held
+/// here cannot be the last one before the blocker is dropped, and the blocker's `Park::drop`
+/// waits for the end of any `subscribe` first (fields drop in declaration order). Blockers are
+/// only dropped where that wait works (`reaper`).
+pub(crate) struct Parker {
+    blocker: Blocker,
+    _owner: Option<may::coroutine::Coroutine>,
+}
+
+impl Parker {
+    /// A blocker for the calling greenlet or thread. may reports a kill to [`park`] as
+    /// `ParkError::Canceled` instead of acting on it itself.
+    pub(crate) fn new() -> Parker {
+        Parker {
+            blocker: Blocker::new(true),
+            _owner: may::coroutine::is_coroutine().then(may::coroutine::current),
+        }
+    }
+}
+
+impl std::ops::Deref for Parker {
+    type Target = Blocker;
+
+    fn deref(&self) -> &Blocker {
+        &self.blocker
+    }
+}
+
 /// The longest single time-out handed to may; longer waits are made of several. Keeps may's
 /// timer arithmetic (`now + nanos`) far from overflow.
 pub(crate) const MAX_CHUNK: Duration = Duration::from_secs(3600);
@@ -75,19 +110,14 @@ pub(crate) enum Parked {
 
 /// Parks on `blocker` until it is unparked or `deadline` passes.
 ///
-/// `blocker` must have been made with `Blocker::new(true)`: may then reports a kill as
-/// `ParkError::Canceled` instead of acting on it itself, and the kill is handled here, once
-/// (see `greenlet::kill`): the first one unwinds the greenlet, and a wait made while that
+/// may reports a kill on `blocker` (a [`Parker`]) as `ParkError::Canceled` instead of acting
+/// on it itself, and the kill is handled here, once (see `greenlet::kill`): the first one unwinds the greenlet, and a wait made while that
 /// unwinding runs destructors parks normally.
 ///
 /// The deadline is kept by the crate's own [`timer`] (nanosecond precision, greenlets woken
 /// on a worker). Never returns `TimedOut` before the deadline; with no deadline it never
 /// returns `TimedOut`.
-pub(crate) fn park(
-    what: &'static str,
-    blocker: &Arc<Blocker>,
-    deadline: Option<Instant>,
-) -> Parked {
+pub(crate) fn park(what: &'static str, blocker: &Arc<Parker>, deadline: Option<Instant>) -> Parked {
     loop {
         let Ok(left) = left(deadline) else {
             return Parked::TimedOut;

@@ -15,17 +15,17 @@ use std::cell::RefCell;
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use may::sync::Blocker;
+use super::Parker;
 
 /// Blockers gathered on one thread before they are sent to the reaper together.
 const BATCH: usize = 64;
 
 thread_local! {
-    static RETIRED: RefCell<Vec<Arc<Blocker>>> = const { RefCell::new(Vec::new()) };
+    static RETIRED: RefCell<Vec<Arc<Parker>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A batch of blockers on its way to the reaper thread.
-type Batch = Vec<Arc<Blocker>>;
+type Batch = Vec<Arc<Parker>>;
 
 static REAPER: OnceLock<Option<Mutex<Sender<Batch>>>> = OnceLock::new();
 
@@ -53,7 +53,7 @@ fn reaper() -> Option<&'static Mutex<Sender<Batch>>> {
 
 /// Drops `blocker` later, on a plain thread, if the caller is a coroutine (on a plain thread it
 /// is dropped at once).
-pub(crate) fn retire(blocker: Arc<Blocker>) {
+pub(crate) fn retire(blocker: Arc<Parker>) {
     if !may::coroutine::is_coroutine() {
         return drop(blocker);
     }

@@ -18,8 +18,8 @@ use std::thread::Thread;
 use std::time::Instant;
 
 use may::io::WaitIoWaker;
-use may::sync::Blocker;
 
+use super::Parker;
 use crate::greenlet::GreenletRef;
 use crate::sync::lock;
 
@@ -31,7 +31,7 @@ pub(crate) struct Armed {
 /// What the timer does when a deadline passes.
 enum Action {
     /// Unparks a parked greenlet or thread.
-    Unpark(Arc<Blocker>),
+    Unpark(Arc<Parker>),
     /// Interrupts a greenlet whose [`Timeout`](crate::Timeout) expired, unless the guard has
     /// been disarmed meanwhile (see [`arm_interrupt`]).
     Interrupt(GreenletRef, Arc<AtomicU8>),
@@ -109,7 +109,7 @@ fn timer() -> Option<&'static Timer> {
 
 /// Unparks `blocker` at `deadline`. `None` when the timer thread could not be started (the
 /// caller then hands may a time-out instead).
-pub(crate) fn arm(deadline: Instant, blocker: &Arc<Blocker>) -> Option<Armed> {
+pub(crate) fn arm(deadline: Instant, blocker: &Arc<Parker>) -> Option<Armed> {
     let on_worker = may::coroutine::is_coroutine();
     insert(deadline, Action::Unpark(blocker.clone()), on_worker)
 }

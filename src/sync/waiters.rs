@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use may::sync::Blocker;
+use crate::deadline::Parker;
 
 pub(crate) use crate::deadline::deadline;
 
@@ -29,7 +29,7 @@ pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
 /// Parked waiters, in arrival order.
 #[derive(Default)]
 pub(crate) struct Waiters {
-    list: VecDeque<(u64, Arc<Blocker>)>,
+    list: VecDeque<(u64, Arc<Parker>)>,
     next: u64,
 }
 
@@ -42,7 +42,7 @@ impl Waiters {
         }
     }
 
-    fn push(&mut self, b: Arc<Blocker>) -> u64 {
+    fn push(&mut self, b: Arc<Parker>) -> u64 {
         self.next += 1;
         self.list.push_back((self.next, b));
         self.next
@@ -94,16 +94,15 @@ impl<S> Drop for Registration<'_, S> {
 
 /// A blocker for one park, handed to `deadline::retire` when dropped, also by an unwind (never
 /// dropped in a greenlet: may's `Park` can wait in its destructor).
-pub(crate) struct Retire(Option<Arc<Blocker>>);
+pub(crate) struct Retire(Option<Arc<Parker>>);
 
 impl Retire {
-    /// A new blocker. `true`: may reports a kill to the door instead of acting on it (see
-    /// `deadline::park`).
+    /// A new blocker for the calling greenlet or thread (see `deadline::Parker`).
     pub(crate) fn new() -> Retire {
-        Retire(Some(Arc::new(Blocker::new(true))))
+        Retire(Some(Arc::new(Parker::new())))
     }
 
-    pub(crate) fn blocker(&self) -> &Arc<Blocker> {
+    pub(crate) fn blocker(&self) -> &Arc<Parker> {
         self.0
             .as_ref()
             .expect("a Retire holds its blocker until it is dropped")

@@ -275,13 +275,17 @@ fn cooperative_fd(fd: c_int, flags: c_int) -> Option<c_int> {
     status_flags(fd).filter(|fl| fl & libc::O_NONBLOCK == 0)
 }
 
-/// A socket seen through may's `CoIo` for one wait: reads and writes are the C library's own,
-/// non-blocking.
+/// A socket's reads and writes through the C library's own calls, non-blocking.
 struct Op(c_int);
 
-impl std::os::fd::AsRawFd for Op {
+/// A duplicate of the caller's descriptor, registered with may for one wait. may may still
+/// read the registration after the wait ends (`net::registered`), so it can outlive the hook,
+/// and then it must not deregister or close a number the caller may have reused meanwhile.
+struct Dup(std::os::fd::OwnedFd);
+
+impl std::os::fd::AsRawFd for Dup {
     fn as_raw_fd(&self) -> c_int {
-        self.0
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
     }
 }
 
@@ -330,9 +334,13 @@ fn park_on<F>(fd: c_int, restore: c_int, timeout: Option<Duration>, write: bool,
 where
     F: FnMut() -> std::io::Result<usize>,
 {
-    let coio = may::io::CoIo::new(Op(fd));
+    // SAFETY: `fd` is the caller's open descriptor for the duration of this call; it is only
+    // duplicated here.
+    let dup = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned();
+    let coio = dup.and_then(|dup| may::io::CoIo::new(Dup(dup)).map_err(std::io::Error::from));
     let outcome = match coio {
         Ok(coio) => {
+            let coio = crate::net::registered::Registered::new(coio);
             let interest = if write {
                 crate::net::wait::Interest::Write
             } else {
@@ -344,8 +352,8 @@ where
             drop(coio);
             r
         }
-        // Already registered elsewhere (e.g. another greenlet waits on it): report it.
-        Err(e) => Ok(Err(std::io::Error::from(e))),
+        // Out of descriptors, or the registration failed: report it.
+        Err(e) => Ok(Err(e)),
     };
     // SAFETY: F_SETFL with the flags read before the call restores the owner's choice.
     unsafe { libc::fcntl(fd, libc::F_SETFL, restore) };

@@ -330,3 +330,52 @@ fn peek_beside_a_shared_read() {
     assert!(peeker.get().unwrap().unwrap() > 0);
     assert!(reader.get().unwrap().unwrap() > 0);
 }
+
+/// A socket dropped right after a read that a plain thread's write woke (so the greenlet often
+/// resumed on another worker than the one it switched out on, where may could still be reading
+/// the registration: `net::registered`) still closes at once for the peer: EOF within a
+/// second, every round, and no descriptor is kept.
+#[test]
+fn a_socket_dropped_after_a_migrated_read_closes_promptly() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // The runtime's own descriptors (event loops, spare pipes) exist before counting.
+    greenlet::spawn(|| ()).join();
+    let fds_before = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    for round in 0..300u32 {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let reader = greenlet::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            ready_tx.send(()).unwrap();
+            let mut byte = [0u8; 1];
+            let n = s.read(&mut byte).unwrap();
+            drop(s);
+            n
+        });
+        let (mut peer, _) = listener.accept().unwrap();
+        ready_rx.recv().unwrap();
+        std::thread::sleep(Duration::from_micros(u64::from(round % 5) * 40));
+        peer.write_all(b"x").unwrap();
+        assert_eq!(reader.get(), Ok(1), "round {round}");
+        peer.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut rest = [0u8; 1];
+        assert_eq!(
+            peer.read(&mut rest).map_err(|e| e.kind()),
+            Ok(0),
+            "round {round}: the dropped socket did not close"
+        );
+    }
+    // Registrations released on another worker are gone shortly after.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let fds = std::fs::read_dir("/proc/self/fd").unwrap().count();
+        if fds <= fds_before + 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{fds} descriptors open, {fds_before} before"
+        );
+        std::thread::sleep(ms(10));
+    }
+}

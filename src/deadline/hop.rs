@@ -60,7 +60,8 @@ pub(crate) fn learn_workers() {
     *lock(&WORKERS) = unique;
 }
 
-fn worker_of(thread: u64) -> Option<usize> {
+/// The may worker index of thread `thread`, if it is a worker.
+pub(crate) fn worker_of(thread: u64) -> Option<usize> {
     lock(&WORKERS)
         .iter()
         .find(|(t, _)| *t == thread)

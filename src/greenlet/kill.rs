@@ -497,7 +497,8 @@ pub(crate) fn withdraw_timeout(greenlet: u64) {
 /// A pipe that never becomes ready, registered with may: a `wait_io` on it only ends through
 /// a cancel. Kept for reuse (registering one costs several system calls).
 struct NeverReady {
-    io: may::io::CoIo<std::io::PipeReader>,
+    /// Boxed and released where may cannot still read it (`net::registered`).
+    io: crate::net::registered::Registered<may::io::CoIo<std::io::PipeReader>>,
     _writer: std::io::PipeWriter,
 }
 
@@ -522,7 +523,7 @@ fn never_ready() -> std::io::Result<NeverReady> {
     let (reader, writer) = std::io::pipe()?;
     let io = may::io::CoIo::new(reader).map_err(std::io::Error::from)?;
     Ok(NeverReady {
-        io,
+        io: crate::net::registered::Registered::new(io),
         _writer: writer,
     })
 }
@@ -531,7 +532,6 @@ fn never_ready() -> std::io::Result<NeverReady> {
 /// at once when the flag is set (or parks until the cancel being sent wakes it) and clears the
 /// flag as it returns. Returns `false` if no such pipe could be had (out of descriptors).
 fn clear_cancel_flag() -> bool {
-    use may::io::WaitIo;
     let spare = crate::sync::lock(&SPARE).pop();
     let pipe = match spare.map_or_else(never_ready, Ok) {
         Ok(pipe) => pipe,
@@ -540,7 +540,7 @@ fn clear_cancel_flag() -> bool {
             return false;
         }
     };
-    let _ = pipe.io.wait_io();
+    pipe.io.wait_io();
     // When `wait_io` returned without parking, may left its "Canceled" result in the
     // coroutine's parameter slot: take it, or the next park would read it as a kill.
     let _ = generator::co_get_yield::<std::io::Error>();

@@ -45,6 +45,7 @@
 //! ```
 
 mod addr;
+pub(crate) mod registered;
 mod tcp;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -5,11 +5,12 @@ use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use super::addr::{ToSocketAddrs, each_addr};
+use super::registered::Registered;
 use super::wait::{self, Interest, IoTimeout};
 
 /// A TCP connection whose blocking calls park only the calling greenlet (gevent's socket).
@@ -60,16 +61,23 @@ use super::wait::{self, Interest, IoTimeout};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct TcpStream {
-    inner: may::net::TcpStream,
+    inner: Registered<may::net::TcpStream>,
     /// A read through `&TcpStream` is in progress.
     reading: AtomicBool,
     /// A clone with its own readiness registration, for writes through `&TcpStream`.
-    writer: OnceLock<Mutex<may::net::TcpStream>>,
+    writer: OnceLock<Writer>,
     /// The time-outs, kept here rather than by may (see `net::wait`).
     read_timeout: IoTimeout,
     write_timeout: IoTimeout,
     /// One waiter at a time on `inner`'s registration (`peek` and reads through `&TcpStream`).
     gate: wait::Gate,
+}
+
+/// The clone that writes through `&TcpStream` go to (its own registration), one at a time.
+struct Writer {
+    /// A write through `&TcpStream` is in progress.
+    busy: AtomicBool,
+    io: Registered<may::net::TcpStream>,
 }
 
 /// std refuses a zero time-out instead of treating it as "none"; so do we.
@@ -110,7 +118,7 @@ impl TcpStream {
 
     pub(crate) fn from_may(inner: may::net::TcpStream) -> TcpStream {
         TcpStream {
-            inner,
+            inner: Registered::new(inner),
             reading: AtomicBool::new(false),
             writer: OnceLock::new(),
             read_timeout: IoTimeout::default(),
@@ -346,13 +354,16 @@ impl TcpStream {
         matches!((&*sys).read(&mut [0]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    fn shared_writer(&self) -> io::Result<&Mutex<may::net::TcpStream>> {
+    fn shared_writer(&self) -> io::Result<&Writer> {
         if let Some(w) = self.writer.get() {
             return Ok(w);
         }
         let clone = self.inner.try_clone()?;
         // If another greenlet raced us here, keep its clone and drop ours.
-        Ok(self.writer.get_or_init(|| Mutex::new(clone)))
+        Ok(self.writer.get_or_init(|| Writer {
+            busy: AtomicBool::new(false),
+            io: Registered::new(clone),
+        }))
     }
 }
 
@@ -404,7 +415,7 @@ impl Write for TcpStream {
     }
 }
 
-/// Clears the "a shared read is in progress" flag, also when the reader is killed.
+/// Clears an "a shared read (or write) is in progress" flag, also when the greenlet is killed.
 struct Reading<'a>(&'a AtomicBool);
 
 impl Drop for Reading<'_> {
@@ -435,12 +446,15 @@ impl Read for &TcpStream {
 impl Write for &TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let writer = self.shared_writer()?;
-        let writer = writer.try_lock().map_err(|_| busy("writing to"))?;
+        if writer.busy.swap(true, Ordering::AcqRel) {
+            return Err(busy("writing to"));
+        }
+        let _writing = Reading(&writer.busy);
         let timeout = self.write_timeout.get();
-        let sys: &std::net::TcpStream = writer.inner();
+        let sys: &std::net::TcpStream = writer.io.inner();
         wait::io(
             "TcpStream::write",
-            &*writer,
+            &writer.io,
             None,
             Interest::Write,
             timeout,
@@ -502,7 +516,7 @@ impl fmt::Debug for TcpStream {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct TcpListener {
-    inner: may::net::TcpListener,
+    inner: Registered<may::net::TcpListener>,
     /// One waiter at a time on the registration; other acceptors queue (`net::wait`).
     gate: wait::Gate,
 }
@@ -524,7 +538,7 @@ impl TcpListener {
                 drop(std::net::TcpListener::bind(a)?);
             }
             Ok(TcpListener {
-                inner: may::net::TcpListener::bind(a)?,
+                inner: Registered::new(may::net::TcpListener::bind(a)?),
                 gate: wait::Gate::default(),
             })
         })
@@ -573,7 +587,7 @@ impl TcpListener {
     /// As [`std::net::TcpListener::try_clone`].
     pub fn try_clone(&self) -> io::Result<TcpListener> {
         Ok(TcpListener {
-            inner: self.inner.try_clone()?,
+            inner: Registered::new(self.inner.try_clone()?),
             gate: wait::Gate::default(),
         })
     }

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use super::addr::{ToSocketAddrs, each_addr};
+use super::registered::Registered;
 use super::tcp::check_timeout;
 use super::wait::{self, Interest, IoTimeout};
 
@@ -36,7 +37,7 @@ use super::wait::{self, Interest, IoTimeout};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct UdpSocket {
-    inner: may::net::UdpSocket,
+    inner: Registered<may::net::UdpSocket>,
     /// The receive time-out, kept here rather than by may (see `net::wait`).
     read_timeout: IoTimeout,
     /// One waiter at a time on the registration; the others queue (`net::wait`).
@@ -53,7 +54,7 @@ impl UdpSocket {
         crate::config::ensure_started();
         each_addr(&addr, |a| {
             Ok(UdpSocket {
-                inner: may::net::UdpSocket::bind(a)?,
+                inner: Registered::new(may::net::UdpSocket::bind(a)?),
                 read_timeout: IoTimeout::default(),
                 gate: wait::Gate::default(),
             })
@@ -188,7 +189,7 @@ impl UdpSocket {
     /// As std.
     pub fn try_clone(&self) -> io::Result<UdpSocket> {
         Ok(UdpSocket {
-            inner: self.inner.try_clone()?,
+            inner: Registered::new(self.inner.try_clone()?),
             read_timeout: self.read_timeout.copy(),
             gate: wait::Gate::default(),
         })

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use may::io::{AsIoData, WaitIo};
 
+use super::registered::Registered;
+
 /// Which readiness a wait is for.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Interest {
@@ -121,14 +123,14 @@ pub(crate) fn timed_out() -> io::Error {
 /// `timeout` has passed. Never returns `TimedOut` before the time-out, never hangs past it.
 pub(crate) fn io<S, R>(
     what: &'static str,
-    socket: &S,
+    socket: &Registered<S>,
     gate: Option<&Gate>,
     interest: Interest,
     timeout: Option<Duration>,
     op: impl FnMut() -> io::Result<R>,
 ) -> io::Result<R>
 where
-    S: AsIoData + AsRawFd,
+    S: AsIoData + AsRawFd + Send + 'static,
 {
     io_until(
         what,
@@ -143,14 +145,14 @@ where
 /// [`io`] with a deadline instead of a time-out.
 pub(crate) fn io_until<S, R>(
     what: &'static str,
-    socket: &S,
+    socket: &Registered<S>,
     gate: Option<&Gate>,
     interest: Interest,
     deadline: Option<Instant>,
     mut op: impl FnMut() -> io::Result<R>,
 ) -> io::Result<R>
 where
-    S: AsIoData + AsRawFd,
+    S: AsIoData + AsRawFd + Send + 'static,
 {
     let mut past_deadline = false;
     loop {
@@ -185,9 +187,9 @@ where
 
 /// Parks the greenlet until the socket reports readiness (possibly spuriously: the caller
 /// tries again), `deadline` passes, or a kill arrives (it unwinds).
-fn in_greenlet<S: AsIoData>(
+fn in_greenlet<S: AsIoData + Send + 'static>(
     what: &'static str,
-    socket: &S,
+    socket: &Registered<S>,
     gate: Option<&Gate>,
     deadline: Option<Instant>,
 ) {

@@ -275,17 +275,13 @@ fn cooperative_fd(fd: c_int, flags: c_int) -> Option<c_int> {
     status_flags(fd).filter(|fl| fl & libc::O_NONBLOCK == 0)
 }
 
-/// A socket's reads and writes through the C library's own calls, non-blocking.
+/// A socket seen through may's `CoIo` for one wait: reads and writes are the C library's own,
+/// non-blocking.
 struct Op(c_int);
 
-/// A duplicate of the caller's descriptor, registered with may for one wait. may may still
-/// read the registration after the wait ends (`net::registered`), so it can outlive the hook,
-/// and then it must not deregister or close a number the caller may have reused meanwhile.
-struct Dup(std::os::fd::OwnedFd);
-
-impl std::os::fd::AsRawFd for Dup {
+impl std::os::fd::AsRawFd for Op {
     fn as_raw_fd(&self) -> c_int {
-        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+        self.0
     }
 }
 
@@ -334,10 +330,7 @@ fn park_on<F>(fd: c_int, restore: c_int, timeout: Option<Duration>, write: bool,
 where
     F: FnMut() -> std::io::Result<usize>,
 {
-    // SAFETY: `fd` is the caller's open descriptor for the duration of this call; it is only
-    // duplicated here.
-    let dup = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned();
-    let coio = dup.and_then(|dup| may::io::CoIo::new(Dup(dup)).map_err(std::io::Error::from));
+    let coio = may::io::CoIo::new(Op(fd)).map_err(std::io::Error::from);
     let outcome = match coio {
         Ok(coio) => {
             let coio = crate::net::registered::Registered::new(coio);
@@ -352,7 +345,7 @@ where
             drop(coio);
             r
         }
-        // Out of descriptors, or the registration failed: report it.
+        // Already registered elsewhere (e.g. another greenlet waits on it): report it.
         Err(e) => Ok(Err(e)),
     };
     // SAFETY: F_SETFL with the flags read before the call restores the owner's choice.

@@ -401,3 +401,78 @@ mod sockets {
         assert!(greenlet::joinall(receivers).into_iter().all(|r| r == Ok(2)));
     }
 }
+
+/// Several parked reads, one after another, on one std socket in a greenlet: each wait
+/// registers the descriptor with may and deregisters it before the hook returns, so the next
+/// wait can register it again. (A review found that waiting on a duplicate that was closed
+/// before its deregistration left epoll watching the socket under the closed number, and the
+/// next waits failed with "File exists".)
+#[test]
+fn several_parked_reads_on_one_patched_socket() {
+    use std::io::{Read, Write};
+    greenlet::monkey::patch_all();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let g = greenlet::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        (0..5)
+            .map(|_| {
+                let mut b = [0u8; 1];
+                s.read(&mut b)
+                    .map(|n| b[..n].to_vec())
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Vec<_>>()
+    });
+    let (mut peer, _) = listener.accept().unwrap();
+    for i in 0..5u8 {
+        std::thread::sleep(Duration::from_millis(20));
+        peer.write_all(&[b'a' + i]).unwrap();
+    }
+    let got = g.get().unwrap();
+    let want: Vec<Result<Vec<u8>, String>> = (0..5u8).map(|i| Ok(vec![b'a' + i])).collect();
+    assert_eq!(got, want);
+}
+
+/// After parked reads on a patched socket, may's epoll watches no descriptor that is closed:
+/// every registration a hook made was removed while its descriptor was open.
+#[test]
+fn patched_waits_leave_no_stale_epoll_entries() {
+    use std::io::{Read, Write};
+    greenlet::monkey::patch_all();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let g = greenlet::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let mut b = [0u8; 1];
+        let n = s.read(&mut b).unwrap();
+        (n, s)
+    });
+    let (mut peer, _) = listener.accept().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    peer.write_all(b"x").unwrap();
+    let (n, _socket) = g.get().unwrap();
+    assert_eq!(n, 1);
+    std::thread::sleep(Duration::from_millis(50));
+    let mut stale = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let entry = entry.unwrap();
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        if !target.to_string_lossy().contains("eventpoll") {
+            continue;
+        }
+        let name = entry.file_name();
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", name.to_string_lossy()))
+            .unwrap_or_default();
+        for line in info.lines().filter(|l| l.starts_with("tfd:")) {
+            let tfd: i32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+            if !std::path::Path::new(&format!("/proc/self/fd/{tfd}")).exists() {
+                stale.push(tfd);
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "epoll watches closed descriptors {stale:?}"
+    );
+}

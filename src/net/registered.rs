@@ -1,4 +1,4 @@
-//! A socket's may registration that is never freed, nor moved, while may may still read it.
+//! A socket's may registration whose memory outlives may's last read of it.
 //!
 //! may's `WaitIo::wait_io` parks a greenlet through `RawIoBlock::subscribe`, which runs on the
 //! greenlet's thread right after it switched out, and which reads the socket's `IoData` again
@@ -8,14 +8,15 @@
 //! socket while the first thread is still about to read it: a use-after-free, seen by
 //! AddressSanitizer in `tests/hostile_servers.rs` once the window was widened.
 //!
-//! So the registration lives in a `Box` (a move of the socket does not move it), each wait
-//! notes the thread whose `subscribe` may still be running ([`Registered::wait_io`]): the
-//! thread it switched out on, when it resumed on another one. A thread is known to be out of
-//! that `subscribe` as soon as it runs a greenlet again, because `subscribe` runs no other
-//! coroutine after the store. When the socket is dropped while such a thread is noted, the
-//! registration is handed to a helper greenlet queued to that thread, which drops it there
-//! (closing the descriptor a few microseconds later than the drop).
+//! So the registration lives in a `Box` (a move of the socket does not move it), and each wait
+//! notes the thread it switched out on when it resumed on another one
+//! ([`Registered::wait_io`]). A thread is known to be out of that `subscribe` once it runs a
+//! greenlet again: `subscribe` runs no other coroutine after the store. A socket dropped while
+//! such a thread is noted is dropped *in place* at once (the descriptor is deregistered and
+//! closed, as std's would be), but the box's memory and may's `EventData` are kept until a
+//! helper greenlet has run on each noted thread; only then are they freed.
 
+use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,8 +28,10 @@ use crate::sync::lock;
 
 /// A boxed may registration and the threads that may still be inside may's `subscribe` for a
 /// wait on it.
-pub(crate) struct Registered<T: Send + 'static> {
-    io: Option<Box<T>>,
+pub(crate) struct Registered<T: AsIoData + Send + 'static> {
+    /// `None` once dropped. `ManuallyDrop`: the registration is dropped in place, and its
+    /// memory may be freed later (see the module docs).
+    io: Option<Box<ManuallyDrop<T>>>,
     tails: Tails,
 }
 
@@ -40,25 +43,21 @@ struct Tails {
     threads: Mutex<Vec<u64>>,
 }
 
-impl<T: Send + 'static> Registered<T> {
+impl<T: AsIoData + Send + 'static> Registered<T> {
     pub(crate) fn new(io: T) -> Registered<T> {
         Registered {
-            io: Some(Box::new(io)),
+            io: Some(Box::new(ManuallyDrop::new(io))),
             tails: Tails::default(),
         }
     }
-}
 
-impl<T: AsIoData + Send + 'static> Registered<T> {
     /// may's `wait_io` on the registration, noting where may may still be reading it.
     pub(crate) fn wait_io(&self) {
         let before = hop::thread_number();
         self.io().wait_io();
         self.tails.waited(before, hop::thread_number());
     }
-}
 
-impl<T: Send + 'static> Registered<T> {
     fn io(&self) -> &T {
         self.io
             .as_deref()
@@ -66,7 +65,7 @@ impl<T: Send + 'static> Registered<T> {
     }
 }
 
-impl<T: Send + 'static> Deref for Registered<T> {
+impl<T: AsIoData + Send + 'static> Deref for Registered<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
@@ -74,9 +73,9 @@ impl<T: Send + 'static> Deref for Registered<T> {
     }
 }
 
-impl<T: Send + 'static> Drop for Registered<T> {
+impl<T: AsIoData + Send + 'static> Drop for Registered<T> {
     fn drop(&mut self) {
-        let Some(io) = self.io.take() else {
+        let Some(mut io) = self.io.take() else {
             return;
         };
         let here = hop::thread_number();
@@ -90,10 +89,25 @@ impl<T: Send + 'static> Drop for Registered<T> {
             Vec::new()
         };
         if pending.is_empty() {
-            drop(io);
-        } else {
-            drop_after(pending, io);
+            // SAFETY: the registration is dropped once, here; `ManuallyDrop` keeps the box's
+            // own drop (right after) from dropping it again.
+            unsafe { ManuallyDrop::drop(&mut *io) };
+            return;
         }
+        // may's `subscribe` reads the `IoData` (in the box) and the `EventData` it points to:
+        // keep both.
+        let event_data: Box<dyn Send> = Box::new(std::sync::Arc::clone(&**io.as_io_data()));
+        // SAFETY: as above, dropped once; the box is freed later, without dropping it again.
+        // The descriptor is deregistered from may's epoll and closed now.
+        unsafe { ManuallyDrop::drop(&mut *io) };
+        let (first, rest) = (pending[0], pending[1..].to_vec());
+        defer(
+            first,
+            Deferred {
+                rest,
+                memory: Box::new((io, event_data)),
+            },
+        );
     }
 }
 
@@ -113,33 +127,83 @@ impl Tails {
     }
 }
 
-/// Drops `io` once each of `threads` has run a greenlet (so has left any `subscribe`).
-fn drop_after(threads: Vec<u64>, io: Box<dyn Send>) {
-    let Some(first) = threads.iter().find_map(|&t| hop::worker_of(t)) else {
-        // None is a worker: the wait switched out on a thread that runs no greenlet again
-        // (may's timer thread, without the crate's timer), so nothing can be queued there.
-        log::debug!("a socket registration's last wait switched out off the workers");
-        return drop(io);
-    };
-    // Taken by the helper; left here (and leaked) if no helper can be spawned.
-    let slot = std::sync::Arc::new(Mutex::new(Some(io)));
-    let theirs = slot.clone();
-    let visit = move || {
-        for &t in &threads {
-            // A helper can be stolen by another worker: go where it was sent.
-            for _ in 0..1_000 {
-                if hop::thread_number() == t || hop::worker_of(t).is_none() {
-                    break;
-                }
-                hop::to_thread(t);
+/// Memory to free once a greenlet has run on each of `rest` (after the thread it waits for).
+struct Deferred {
+    rest: Vec<u64>,
+    memory: Box<dyn Send>,
+}
+
+/// Per thread waited for: what to free once a greenlet runs there, and whether a helper is
+/// queued to do it.
+static WAITING: Mutex<Vec<(u64, Vec<Deferred>, bool)>> = Mutex::new(Vec::new());
+
+/// Frees `d` once a greenlet has run on `thread` (then on each of `d.rest`).
+fn defer(thread: u64, d: Deferred) {
+    let queue_helper = {
+        let mut waiting = lock(&WAITING);
+        let pos = match waiting.iter().position(|(t, _, _)| *t == thread) {
+            Some(pos) => pos,
+            None => {
+                waiting.push((thread, Vec::new(), false));
+                waiting.len() - 1
             }
-        }
-        drop(lock(&theirs).take());
+        };
+        let entry = &mut waiting[pos];
+        entry.1.push(d);
+        !std::mem::replace(&mut entry.2, true)
     };
-    if !crate::greenlet::spawn_on_worker(first, visit) {
-        // Out of memory for a greenlet: keeping the registration (and its descriptor) is the
-        // safe choice.
-        log::error!("cannot queue a socket's release to its worker; the descriptor is leaked");
-        std::mem::forget(lock(&slot).take());
+    if queue_helper {
+        queue_release(thread);
+    }
+}
+
+/// Queues a helper greenlet to `thread` that frees what waits for it. If that cannot be done,
+/// the memory is kept (a few hundred bytes per socket): freeing it could be the
+/// use-after-free this module exists to prevent.
+fn queue_release(thread: u64) {
+    let queued = hop::worker_of(thread)
+        .is_some_and(|worker| crate::greenlet::spawn_on_worker(worker, move || release(thread)));
+    if !queued {
+        log::warn!("cannot queue the release of closed sockets' memory to a worker; it is kept");
+        let mut waiting = lock(&WAITING);
+        if let Some(entry) = waiting.iter_mut().find(|(t, _, _)| *t == thread) {
+            std::mem::forget(std::mem::take(&mut entry.1));
+            entry.2 = false;
+        }
+    }
+}
+
+/// Runs in a helper greenlet queued to `thread`: frees what waited for it, or passes it on to
+/// the next thread it waits for.
+fn release(thread: u64) {
+    if hop::thread_number() != thread {
+        // Run by another worker (work stealing): move there, or queue another helper.
+        hop::to_thread(thread);
+        if hop::thread_number() != thread {
+            return queue_release(thread);
+        }
+    }
+    let items = {
+        let mut waiting = lock(&WAITING);
+        match waiting.iter().position(|(t, _, _)| *t == thread) {
+            Some(pos) => waiting.swap_remove(pos).1,
+            None => Vec::new(),
+        }
+    };
+    for d in items {
+        let mut rest = d.rest;
+        rest.retain(|&t| t != thread);
+        if rest.is_empty() {
+            drop(d.memory);
+        } else {
+            let next = rest.remove(0);
+            defer(
+                next,
+                Deferred {
+                    rest,
+                    memory: d.memory,
+                },
+            );
+        }
     }
 }

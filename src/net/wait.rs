@@ -205,14 +205,16 @@ fn in_greenlet<S: AsIoData + Send + 'static>(
             }
         },
     };
+    let armed = deadline.and_then(|at| crate::deadline::arm_io(at, socket.waker()));
+    if deadline.is_some() && armed.is_none() {
+        // The timer thread could not be started: poll the socket every millisecond (the
+        // crate's sleep, whose may time-out is safe; may's own `sleep` is not:
+        // `docs/upstream.md`, item 13).
+        crate::sleep(Duration::from_millis(1));
+        return;
+    }
+    let _disarm = Disarm(armed);
     crate::monitor::blocking_until(what, deadline, || {
-        let armed = deadline.and_then(|at| crate::deadline::arm_io(at, socket.waker()));
-        if deadline.is_some() && armed.is_none() {
-            // The timer thread could not be started: poll the socket every millisecond.
-            may::coroutine::sleep(Duration::from_millis(1));
-            return;
-        }
-        let _disarm = Disarm(armed);
         socket.wait_io();
         crate::greenlet::kill::after_wait_io();
     });

@@ -175,8 +175,11 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// - [`ConfigError::Started`] when the runtime has already started (a greenlet was
-    ///   spawned): may reads its settings once, so a late change would be silently ignored.
+    /// - [`ConfigError::Started`] when the runtime has already started: a greenlet was
+    ///   spawned, or a socket, thread pool, HTTP client or `monkey` patch of the crate was
+    ///   made (each starts it). may reads its settings once, so a late change would be silently
+    ///   ignored. Code that uses `may` directly (not through this crate) starts may without
+    ///   the crate knowing; configure before any such code runs.
     /// - [`ConfigError::StackSize`] when a stack of the requested size cannot be allocated now
     ///   (it is tried once): may would fail to start with it.
     /// - [`ConfigError::PoolCapacity`] when the pool, which may fills at start, would need

@@ -1,19 +1,17 @@
 //! Cooperative sockets (gevent.socket).
 //!
-//! [`TcpStream`], [`TcpListener`] and [`UdpSocket`] have the API of their `std::net`
-//! namesakes, but a read, write, accept or connect that would block parks only the calling
-//! greenlet, and the worker thread runs other greenlets meanwhile. Called from a plain thread,
-//! they block that thread, like `std`.
+//! [`TcpStream`], [`TcpListener`], [`UdpSocket`] and the Unix-domain [`UnixStream`],
+//! [`UnixListener`] and [`UnixDatagram`] have the API of their `std` namesakes, but a read,
+//! write, accept or connect that would block parks only the calling greenlet, and the worker
+//! thread runs other greenlets meanwhile. Called from a plain thread, they block that thread,
+//! like `std`.
 //!
 //! They wrap may's sockets, adding what a std user expects: host names are resolved on the
 //! [thread pool](crate::threadpool) ([`resolve`]) so a lookup never stalls a worker, time-outs
 //! fail with `TimedOut`, binding a port in use fails with `AddrInUse`, and a [`TcpStream`] can
 //! be read by one greenlet while another writes to it through `&TcpStream`. Their read and
 //! write time-outs keep the crate's [time-out contract](crate#time-outs-never-hang) (a
-//! sub-millisecond one is rounded up to 1 ms, never dropped). Unix-domain sockets
-//! ([`UnixStream`], [`UnixListener`], [`UnixDatagram`]) are may's, re-exported as they are:
-//! their time-outs are may's, kept in whole milliseconds, so one under 1 ms means **none**;
-//! give them at least 1 ms.
+//! sub-millisecond one is kept exactly, never dropped).
 //!
 //! Do not use `std::net` sockets inside greenlets: a blocking `std` call stalls the whole
 //! worker thread (see the crate's `# Caveats`).
@@ -50,9 +48,10 @@ mod tcp;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod udp;
+mod unix;
 pub(crate) mod wait;
 
 pub use addr::{ToSocketAddrs, resolve};
-pub use may::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
+pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};

@@ -79,13 +79,17 @@
 //!    `std::sync::Mutex` waits and blocking file I/O block the OS thread and every greenlet
 //!    on it. Use [`net`], [`sleep`] and this crate's primitives inside greenlets.
 //! 2. **Thread-locals are per worker, not per greenlet.** A greenlet may resume on another
-//!    worker after any blocking point; do not hold a thread-local reference across one.
+//!    worker after any blocking point; do not hold a thread-local reference, or any `!Send`
+//!    value (a std `MutexGuard`, an `Rc` from `rand::thread_rng()`), across one. This is a
+//!    soundness gap, not only a logic hazard: breaking the rule in safe code can be a data
+//!    race. Issue 14 makes greenlets stay on one thread; `docs/soundness.md` states the model.
 //! 3. **Long computations starve the others.** A greenlet that never blocks keeps its worker,
 //!    and cannot be killed or timed out until it blocks; call [`yield_now`] now and then.
 //! 4. **Stacks are fixed-size.** The default is 128 KiB ([`Config::stack_size`],
 //!    [`Builder::stack_size`]). Deep recursion or large stack arrays overflow it: the guard
 //!    page stops the overflow, the greenlet is abandoned without unwinding (what it held, such
-//!    as a socket or a lock, is leaked) and its joiners get [`JoinError::Panicked`] saying so.
+//!    as a socket or a lock, is leaked; its stack may be reused while something still refers
+//!    into it) and its joiners get [`JoinError::Panicked`] saying so.
 //!
 //! # Features
 //!
@@ -147,7 +151,8 @@ pub use may::LocalKey;
 /// Spawns a greenlet: `go!(closure)` is [`spawn`]`(closure)`, and
 /// `go!(name, closure)` spawns a named one with [`Builder`].
 ///
-/// Unlike may's `go!`, this expands to safe code only.
+/// Unlike may's `go!`, this expands to no `unsafe` block of its own; it is exactly as sound as
+/// [`spawn`] (see the crate's `# Caveats` and `docs/soundness.md`).
 ///
 /// # Panics
 ///

@@ -17,14 +17,17 @@ where
 {
     let spawned = panic::quietly(|| {
         catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: may's two conditions for `spawn` (coroutine_impl.rs) are not memory-safety
-            // preconditions of its arguments, and we meet them as follows. (1) Thread-local
-            // storage: a coroutine can move between worker threads at a blocking point, so a
-            // reference to a thread-local held across one may point at another thread's value.
-            // Our wrapper keeps no such reference (per-greenlet state uses may's
-            // coroutine-local storage), and the crate docs (# Caveats) tell users not to.
-            // (2) Stack overflow: every stack has a guard page, and may's SIGSEGV handler
-            // reports the overflow and exits the process instead of corrupting memory.
+            // SAFETY: only partly discharged; `docs/soundness.md` states the gap, and issue 14
+            // closes it. may's `spawn` has two preconditions (coroutine_impl.rs).
+            // (1) Thread-local storage: a coroutine can move between worker threads at a
+            // blocking point, so a thread-local reference or a `!Send` value held across one
+            // can be used from two threads. The crate's own code holds none (per-greenlet state
+            // is coroutine-local; thread-locals are read through `#[inline(never)]` accessors
+            // after each switch). The user's closure is *not* checked: the crate docs
+            // (# Caveats) ask users not to, which does not make `spawn` sound.
+            // (2) Stack overflow: the guard page stops it, and the greenlet is abandoned
+            // without unwinding; its stack can be reused while values on it are still
+            // referenced (a known gap, also in `docs/soundness.md`).
             unsafe { builder.spawn(f) }
         }))
     });
@@ -54,7 +57,8 @@ pub(crate) fn run_first_coroutine() {
 pub(crate) fn spawn_on_worker(worker: usize, f: impl FnOnce() + Send + 'static) -> bool {
     let spawned = panic::quietly(|| {
         catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: as in `raw_spawn`; `f` touches no thread-local and never blocks.
+            // SAFETY: as in `raw_spawn`; `f` is the crate's own, and holds no thread-local
+            // reference across a switch (it reads thread-locals through `hop::thread_number`).
             unsafe { may::coroutine::Builder::new().id(worker).spawn(f) }
         }))
     });

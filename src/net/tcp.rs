@@ -270,46 +270,7 @@ impl TcpStream {
         self.inner.take_error()
     }
 
-    /// Sets the read time-out: a read that waits longer fails with `TimedOut`. `None` waits
-    /// forever.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
-    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        check_timeout(d)?;
-        self.read_timeout.set(d);
-        Ok(())
-    }
-
-    /// Sets the write time-out: a write that waits longer fails with `TimedOut`.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
-    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        check_timeout(d)?;
-        self.write_timeout.set(d);
-        Ok(())
-    }
-
-    /// The read time-out, exactly as set.
-    ///
-    /// # Errors
-    ///
-    /// Never; `io::Result` as std.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.read_timeout.get())
-    }
-
-    /// The write time-out, exactly as set.
-    ///
-    /// # Errors
-    ///
-    /// Never; `io::Result` as std.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.write_timeout.get())
-    }
+    wait::socket_timeouts!();
 
     /// Reads without consuming: waits (parks) until data is available.
     ///

@@ -16,7 +16,6 @@ use std::time::Duration;
 use may::io::{AsIoData, CoIo, IoData};
 
 use super::registered::Registered;
-use super::tcp::check_timeout;
 use super::wait::{self, Interest, IoTimeout};
 
 /// A descriptor that may's `CoIo` watches without owning it.
@@ -183,45 +182,7 @@ impl UnixStream {
         self.sys().peer_addr()
     }
 
-    /// Sets the read time-out (`None`: wait forever), kept by the crate, exactly.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a zero duration, as std.
-    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        check_timeout(d)?;
-        self.read_timeout.set(d);
-        Ok(())
-    }
-
-    /// Sets the write time-out (`None`: wait forever), kept by the crate, exactly.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a zero duration, as std.
-    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        check_timeout(d)?;
-        self.write_timeout.set(d);
-        Ok(())
-    }
-
-    /// The read time-out, exactly as set.
-    ///
-    /// # Errors
-    ///
-    /// Never; `io::Result` as std.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.read_timeout.get())
-    }
-
-    /// The write time-out, exactly as set.
-    ///
-    /// # Errors
-    ///
-    /// Never; `io::Result` as std.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.write_timeout.get())
-    }
+    wait::socket_timeouts!();
 
     /// Reads without removing the data from the queue, waiting (parking) for some.
     ///
@@ -614,45 +575,7 @@ impl UnixDatagram {
         self.wait("UnixDatagram::send", Interest::Write, |s| s.send(buf))
     }
 
-    /// Sets the receive time-out (`None`: wait forever), kept by the crate, exactly.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a zero duration, as std.
-    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        check_timeout(d)?;
-        self.read_timeout.set(d);
-        Ok(())
-    }
-
-    /// Sets the send time-out (`None`: wait forever), kept by the crate, exactly.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a zero duration, as std.
-    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        check_timeout(d)?;
-        self.write_timeout.set(d);
-        Ok(())
-    }
-
-    /// The receive time-out, exactly as set.
-    ///
-    /// # Errors
-    ///
-    /// Never; `io::Result` as std.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.read_timeout.get())
-    }
-
-    /// The send time-out, exactly as set.
-    ///
-    /// # Errors
-    ///
-    /// Never; `io::Result` as std.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.write_timeout.get())
-    }
+    wait::socket_timeouts!();
 
     /// Takes the pending socket error (`SO_ERROR`), if any.
     ///

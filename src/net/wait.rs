@@ -62,6 +62,55 @@ impl IoTimeout {
     }
 }
 
+/// The four time-out methods of a socket type with `read_timeout` and `write_timeout` fields
+/// ([`IoTimeout`]): std's API, the time-outs kept by the crate, exactly.
+macro_rules! socket_timeouts {
+    () => {
+        /// Sets the read time-out: a read that waits longer fails with `TimedOut`. `None`
+        /// waits forever.
+        ///
+        /// # Errors
+        ///
+        /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
+        pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+            super::tcp::check_timeout(d)?;
+            self.read_timeout.set(d);
+            Ok(())
+        }
+
+        /// Sets the write time-out: a write that waits longer fails with `TimedOut`. `None`
+        /// waits forever.
+        ///
+        /// # Errors
+        ///
+        /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
+        pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+            super::tcp::check_timeout(d)?;
+            self.write_timeout.set(d);
+            Ok(())
+        }
+
+        /// The read time-out, exactly as set.
+        ///
+        /// # Errors
+        ///
+        /// Never; `io::Result` as std.
+        pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+            Ok(self.read_timeout.get())
+        }
+
+        /// The write time-out, exactly as set.
+        ///
+        /// # Errors
+        ///
+        /// Never; `io::Result` as std.
+        pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+            Ok(self.write_timeout.get())
+        }
+    };
+}
+pub(crate) use socket_timeouts;
+
 /// Lets one greenlet at a time wait on a socket's may registration. may keeps one waiting
 /// coroutine per registration: a second waiter would replace the first, which may then drops,
 /// ending it as if killed. The others queue here (a deadline still applies while queued).

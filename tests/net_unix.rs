@@ -194,3 +194,48 @@ fn peek_leaves_the_data() {
     assert_eq!(peeked, b"peek");
     assert_eq!(read, b"peek");
 }
+
+/// A send that would block does not queue behind a receive waiting on the same datagram
+/// socket (found by review: the "writable" wake-up went to the receiver, which took the wait
+/// back, and the sender starved; the peer got 93 datagrams of 1,000, every run).
+#[test]
+fn a_blocked_send_does_not_starve_behind_a_waiting_receive() {
+    const N: usize = 1000;
+    let (a, b) = UnixDatagram::pair().unwrap();
+    let a = std::sync::Arc::new(a);
+    let receiver = {
+        let a = a.clone();
+        greenlet::spawn(move || {
+            let mut buf = [0u8; 8];
+            a.recv(&mut buf).map_err(|e| e.kind())
+        })
+    };
+    greenlet::sleep(ms(20));
+    let sender = {
+        let a = a.clone();
+        greenlet::spawn(move || {
+            let big = [7u8; 1024];
+            for _ in 0..N {
+                a.send(&big)?;
+            }
+            Ok::<_, std::io::Error>(())
+        })
+    };
+    let peer = greenlet::spawn(move || {
+        greenlet::sleep(ms(50));
+        b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut got = 0;
+        let mut buf = [0u8; 2048];
+        while got < N {
+            match b.recv(&mut buf) {
+                Ok(_) => got += 1,
+                Err(_) => break,
+            }
+        }
+        b.send(b"done").unwrap();
+        got
+    });
+    assert_eq!(peer.get(), Ok(N), "the sender starved");
+    sender.get().unwrap().unwrap();
+    assert_eq!(receiver.get(), Ok(Ok(4)));
+}

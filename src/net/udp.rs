@@ -40,8 +40,10 @@ pub struct UdpSocket {
     inner: Registered<may::net::UdpSocket>,
     /// The receive time-out, kept here rather than by may (see `net::wait`).
     read_timeout: IoTimeout,
-    /// One waiter at a time on the registration; the others queue (`net::wait`).
+    /// One receiver at a time on the registration; the others queue (`net::wait`).
     gate: wait::Gate,
+    /// Where sends wait (a second registration, made on the first send that would block).
+    send_side: wait::SendSide<may::net::UdpSocket>,
 }
 
 impl UdpSocket {
@@ -57,6 +59,7 @@ impl UdpSocket {
                 inner: Registered::new(may::net::UdpSocket::bind(a)?),
                 read_timeout: IoTimeout::default(),
                 gate: wait::Gate::default(),
+                send_side: wait::SendSide::default(),
             })
         })
     }
@@ -142,26 +145,38 @@ impl UdpSocket {
     }
 
     /// Runs `op` on the std socket underneath (non-blocking) through the crate's wait
-    /// (`net::wait`): receives keep the read time-out, sends have none.
+    /// (`net::wait`): receives keep the read time-out and wait on the socket's registration,
+    /// sends have none and wait on their own ([`wait::SendSide`]).
     fn wait<R>(
         &self,
         what: &'static str,
         interest: Interest,
         mut op: impl FnMut(&std::net::UdpSocket) -> io::Result<R>,
     ) -> io::Result<R> {
-        let timeout = match interest {
-            Interest::Read => self.read_timeout.get(),
-            Interest::Write => None,
-        };
-        let sys = self.inner.inner();
-        wait::io(
-            what,
-            &self.inner,
-            Some(&self.gate),
-            interest,
-            timeout,
-            || op(sys),
-        )
+        match interest {
+            Interest::Read => {
+                let sys = self.inner.inner();
+                wait::io(
+                    what,
+                    &self.inner,
+                    Some(&self.gate),
+                    interest,
+                    self.read_timeout.get(),
+                    || op(sys),
+                )
+            }
+            Interest::Write => {
+                // A first try on the socket itself; only a send that would block needs the
+                // send registration.
+                match op(self.inner.inner()) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    other => return other,
+                }
+                let (reg, gate) = self.send_side.get(|| self.inner.try_clone())?;
+                let sys = reg.inner();
+                wait::io(what, reg, Some(gate), interest, None, || op(sys))
+            }
+        }
     }
 
     /// The receive time-out, exactly as set.
@@ -192,6 +207,7 @@ impl UdpSocket {
             inner: Registered::new(self.inner.try_clone()?),
             read_timeout: self.read_timeout.copy(),
             gate: wait::Gate::default(),
+            send_side: wait::SendSide::default(),
         })
     }
 

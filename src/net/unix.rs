@@ -413,6 +413,15 @@ impl fmt::Debug for UnixListener {
     }
 }
 
+impl<'a> IntoIterator for &'a UnixListener {
+    type Item = io::Result<UnixStream>;
+    type IntoIter = UnixIncoming<'a>;
+
+    fn into_iter(self) -> UnixIncoming<'a> {
+        self.incoming()
+    }
+}
+
 /// The iterator of [`UnixListener::incoming`]: each item is an `accept`.
 #[derive(Debug)]
 pub struct UnixIncoming<'a> {
@@ -451,8 +460,10 @@ pub struct UnixDatagram {
     inner: Registered<Sock<std_unix::UnixDatagram>>,
     read_timeout: IoTimeout,
     write_timeout: IoTimeout,
-    /// One waiter at a time on the registration; the others queue (`net::wait`).
+    /// One receiver at a time on the registration; the others queue (`net::wait`).
     gate: wait::Gate,
+    /// Where sends wait (a second registration, made on the first send that would block).
+    send_side: wait::SendSide<Sock<std_unix::UnixDatagram>>,
 }
 
 impl UnixDatagram {
@@ -462,6 +473,7 @@ impl UnixDatagram {
             read_timeout: IoTimeout::default(),
             write_timeout: IoTimeout::default(),
             gate: wait::Gate::default(),
+            send_side: wait::SendSide::default(),
         })
     }
 
@@ -554,6 +566,31 @@ impl UnixDatagram {
         self.wait("UnixDatagram::recv", Interest::Read, |s| s.recv(buf))
     }
 
+    /// Waits (parks) for a datagram and reads it without removing it from the queue.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut` when the read time-out passes; otherwise as std.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.wait("UnixDatagram::peek", Interest::Read, |s| {
+            // SAFETY: `buf` is valid for `buf.len()` bytes and the descriptor is this open
+            // socket.
+            let n = unsafe {
+                libc::recv(
+                    s.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_PEEK,
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        })
+    }
+
     /// Sends a datagram to the socket at `path`.
     ///
     /// # Errors
@@ -603,19 +640,39 @@ impl UnixDatagram {
         interest: Interest,
         mut op: impl FnMut(&std_unix::UnixDatagram) -> io::Result<R>,
     ) -> io::Result<R> {
-        let timeout = match interest {
-            Interest::Read => self.read_timeout.get(),
-            Interest::Write => self.write_timeout.get(),
-        };
-        let sys = &self.inner.sock;
-        wait::io(
-            what,
-            &self.inner,
-            Some(&self.gate),
-            interest,
-            timeout,
-            || op(sys),
-        )
+        match interest {
+            Interest::Read => {
+                let sys = &self.inner.sock;
+                wait::io(
+                    what,
+                    &self.inner,
+                    Some(&self.gate),
+                    interest,
+                    self.read_timeout.get(),
+                    || op(sys),
+                )
+            }
+            Interest::Write => {
+                // A first try on the socket itself; only a send that would block needs the
+                // send registration.
+                match op(&self.inner.sock) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    other => return other,
+                }
+                let (reg, gate) = self
+                    .send_side
+                    .get(|| Sock::new(self.inner.sock.try_clone()?))?;
+                let sys = &reg.sock;
+                wait::io(
+                    what,
+                    reg,
+                    Some(gate),
+                    interest,
+                    self.write_timeout.get(),
+                    || op(sys),
+                )
+            }
+        }
     }
 }
 

@@ -162,6 +162,36 @@ impl Gate {
     }
 }
 
+/// A second registration of a shared socket (on a duplicated descriptor), made on first use,
+/// with its own [`Gate`]: sends wait for writability there, so a send that would block never
+/// queues behind a receive waiting on the first registration (whose "writable" wake-up would
+/// go to the receiver, which then took the gate back, and the sender starved).
+pub(crate) struct SendSide<T: AsIoData + AsRawFd + Send + 'static>(
+    std::sync::OnceLock<(Registered<T>, Gate)>,
+);
+
+impl<T: AsIoData + AsRawFd + Send + 'static> Default for SendSide<T> {
+    fn default() -> Self {
+        SendSide(std::sync::OnceLock::new())
+    }
+}
+
+impl<T: AsIoData + AsRawFd + Send + 'static> SendSide<T> {
+    /// The send registration, made by `make` (a duplicate of the socket) on first use.
+    pub(crate) fn get(
+        &self,
+        make: impl FnOnce() -> io::Result<T>,
+    ) -> io::Result<(&Registered<T>, &Gate)> {
+        if let Some((reg, gate)) = self.0.get() {
+            return Ok((reg, gate));
+        }
+        let made = Registered::new(make()?);
+        // If another greenlet raced us here, keep its registration and drop ours.
+        let (reg, gate) = self.0.get_or_init(|| (made, Gate::default()));
+        Ok((reg, gate))
+    }
+}
+
 /// The error of a socket operation whose time-out passed (std's kind for it).
 pub(crate) fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "socket operation timed out")

@@ -165,17 +165,13 @@ impl UdpSocket {
                     || op(sys),
                 )
             }
-            Interest::Write => {
-                // A first try on the socket itself; only a send that would block needs the
-                // send registration.
-                match op(self.inner.inner()) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    other => return other,
-                }
-                let (reg, gate) = self.send_side.get(|| self.inner.try_clone())?;
-                let sys = reg.inner();
-                wait::io(what, reg, Some(gate), interest, None, || op(sys))
-            }
+            Interest::Write => self.send_side.send(
+                what,
+                &self.inner,
+                || self.inner.try_clone(),
+                None,
+                |s| op(s.inner()),
+            ),
         }
     }
 

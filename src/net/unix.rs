@@ -57,6 +57,14 @@ impl<S: AsRawFd> AsRawFd for Sock<S> {
     }
 }
 
+/// `recv(2)` with `MSG_PEEK` on socket `fd`, non-blocking as the socket is (std's `peek` on
+/// Unix sockets is unstable).
+fn recv_peek(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes; `fd` is an open socket of the caller's.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_PEEK) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
 fn register<S: AsRawFd + Send + 'static>(sock: S) -> io::Result<Registered<Sock<S>>> {
     Sock::new(sock).map(Registered::new)
 }
@@ -197,16 +205,7 @@ impl UnixStream {
             Some(&self.gate),
             Interest::Read,
             self.read_timeout.get(),
-            || {
-                // SAFETY: `buf` is valid for `buf.len()` bytes and `fd` is this open socket.
-                let n =
-                    unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_PEEK) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            },
+            || recv_peek(fd, buf),
         )
     }
 
@@ -573,21 +572,7 @@ impl UnixDatagram {
     /// `TimedOut` when the read time-out passes; otherwise as std.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.wait("UnixDatagram::peek", Interest::Read, |s| {
-            // SAFETY: `buf` is valid for `buf.len()` bytes and the descriptor is this open
-            // socket.
-            let n = unsafe {
-                libc::recv(
-                    s.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_PEEK,
-                )
-            };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
+            recv_peek(s.as_raw_fd(), buf)
         })
     }
 
@@ -652,26 +637,13 @@ impl UnixDatagram {
                     || op(sys),
                 )
             }
-            Interest::Write => {
-                // A first try on the socket itself; only a send that would block needs the
-                // send registration.
-                match op(&self.inner.sock) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    other => return other,
-                }
-                let (reg, gate) = self
-                    .send_side
-                    .get(|| Sock::new(self.inner.sock.try_clone()?))?;
-                let sys = &reg.sock;
-                wait::io(
-                    what,
-                    reg,
-                    Some(gate),
-                    interest,
-                    self.write_timeout.get(),
-                    || op(sys),
-                )
-            }
+            Interest::Write => self.send_side.send(
+                what,
+                &self.inner,
+                || Sock::new(self.inner.sock.try_clone()?),
+                self.write_timeout.get(),
+                |s| op(&s.sock),
+            ),
         }
     }
 }

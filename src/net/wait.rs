@@ -177,11 +177,27 @@ impl<T: AsIoData + AsRawFd + Send + 'static> Default for SendSide<T> {
 }
 
 impl<T: AsIoData + AsRawFd + Send + 'static> SendSide<T> {
-    /// The send registration, made by `make` (a duplicate of the socket) on first use.
-    pub(crate) fn get(
+    /// A send: a first try with `op` on `first` (the socket itself); only a send that would
+    /// block makes the send registration (with `make`, on first need) and waits there, with
+    /// `timeout`.
+    pub(crate) fn send<R>(
         &self,
+        what: &'static str,
+        first: &T,
         make: impl FnOnce() -> io::Result<T>,
-    ) -> io::Result<(&Registered<T>, &Gate)> {
+        timeout: Option<Duration>,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        match op(first) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => return other,
+        }
+        let (reg, gate) = self.get(make)?;
+        io(what, reg, Some(gate), Interest::Write, timeout, || op(reg))
+    }
+
+    /// The send registration, made by `make` (a duplicate of the socket) on first use.
+    fn get(&self, make: impl FnOnce() -> io::Result<T>) -> io::Result<(&Registered<T>, &Gate)> {
         if let Some((reg, gate)) = self.0.get() {
             return Ok((reg, gate));
         }

@@ -438,10 +438,11 @@ kill_safe! {
 
 const CHILD: &str = "GREENLET_HOSTILE_KILL_CHILD";
 
-/// Runs test `name` again in a child process (killed after 60 s: it hangs); returns whether
-/// it exited successfully, and its output.
-fn child(name: &str) -> (bool, String) {
-    child_within(name, Duration::from_secs(60))
+/// Runs test `name` again in a child process, killed after `bound` (it hangs), and fails
+/// with the child's output unless it passed.
+fn assert_passes_in_child(name: &str, bound: Duration) {
+    let (ok, out) = child_within(name, bound);
+    assert!(ok, "the child process failed:\n{out}");
 }
 
 /// A `sync::Mutex` contended across a blocking point, as a destructor would use it.
@@ -477,8 +478,7 @@ fn in_drop_in_a_child(test: &str, what: &str, op: fn()) {
         }
         return;
     }
-    let (ok, out) = child(test);
-    assert!(ok, "the child process died:\n{out}");
+    assert_passes_in_child(test, Duration::from_secs(60));
 }
 
 /// Regression (fixed in #13's follow-up: `sync::Mutex` is the crate's own, poisoning per
@@ -602,11 +602,10 @@ fn a_socket_wait_killed_beside_an_unwinding_greenlet_ends() {
         assert_eq!(reader.get().map(|_| ()), Err(JoinError::Killed));
         return;
     }
-    let (ok, out) = child_within(
+    assert_passes_in_child(
         "a_socket_wait_killed_beside_an_unwinding_greenlet_ends",
         Duration::from_secs(20),
     );
-    assert!(ok, "the child process failed:\n{out}");
 }
 
 /// Regression (found by review of #13's follow-up): an unpark that lands just as a greenlet
@@ -662,11 +661,10 @@ fn an_unpark_racing_a_kill_beside_an_unwinding_greenlet_never_spins() {
         let _ = unwinding.get();
         return;
     }
-    let (ok, out) = child_within(
+    assert_passes_in_child(
         "an_unpark_racing_a_kill_beside_an_unwinding_greenlet_never_spins",
         Duration::from_secs(60),
     );
-    assert!(ok, "the child process failed:\n{out}");
 }
 
 /// Regression (found by review of #13's follow-up): a kill sent, then the greenlet panics on
@@ -679,11 +677,10 @@ fn an_unpark_racing_a_kill_beside_an_unwinding_greenlet_never_spins() {
 #[test]
 fn a_kill_then_a_panic_then_a_socket_wait_in_a_destructor_never_hangs() {
     if std::env::var_os(CHILD).is_none() {
-        let (ok, out) = child_within(
+        assert_passes_in_child(
             "a_kill_then_a_panic_then_a_socket_wait_in_a_destructor_never_hangs",
             Duration::from_secs(60),
         );
-        assert!(ok, "the child process failed:\n{out}");
         return;
     }
     greenlet::config().workers(1).apply().unwrap();
@@ -766,8 +763,10 @@ fn a_kill_during_a_panics_unwind_never_aborts() {
         });
         return;
     }
-    let (ok, out) = child("a_kill_during_a_panics_unwind_never_aborts");
-    assert!(ok, "the child process died:\n{out}");
+    assert_passes_in_child(
+        "a_kill_during_a_panics_unwind_never_aborts",
+        Duration::from_secs(60),
+    );
 }
 
 /// Regression (fixed in 5547336): the same with the greenlet's own `Timeout` firing while the
@@ -788,8 +787,10 @@ fn a_timeout_during_a_panics_unwind_never_aborts() {
         });
         return;
     }
-    let (ok, out) = child("a_timeout_during_a_panics_unwind_never_aborts");
-    assert!(ok, "the child process died:\n{out}");
+    assert_passes_in_child(
+        "a_timeout_during_a_panics_unwind_never_aborts",
+        Duration::from_secs(60),
+    );
 }
 
 /// A kill that races a greenlet's start, when a value it captured blocks in its destructor,

@@ -100,14 +100,7 @@ impl<T: AsIoData + Send + 'static> Drop for Registered<T> {
         // SAFETY: as above, dropped once; the box is freed later, without dropping it again.
         // The descriptor is deregistered from may's epoll and closed now.
         unsafe { ManuallyDrop::drop(&mut *io) };
-        let (first, rest) = (pending[0], pending[1..].to_vec());
-        defer(
-            first,
-            Deferred {
-                rest,
-                memory: Box::new((io, event_data)),
-            },
-        );
+        defer(pending, Box::new((io, event_data)));
     }
 }
 
@@ -137,8 +130,14 @@ struct Deferred {
 /// queued to do it.
 static WAITING: Mutex<Vec<(u64, Vec<Deferred>, bool)>> = Mutex::new(Vec::new());
 
-/// Frees `d` once a greenlet has run on `thread` (then on each of `d.rest`).
-fn defer(thread: u64, d: Deferred) {
+/// Frees `memory` once a greenlet has run on each of `threads` (not empty), one after the
+/// other.
+fn defer(mut threads: Vec<u64>, memory: Box<dyn Send>) {
+    let thread = threads.remove(0);
+    let d = Deferred {
+        rest: threads,
+        memory,
+    };
     let queue_helper = {
         let mut waiting = lock(&WAITING);
         let pos = match waiting.iter().position(|(t, _, _)| *t == thread) {
@@ -196,14 +195,7 @@ fn release(thread: u64) {
         if rest.is_empty() {
             drop(d.memory);
         } else {
-            let next = rest.remove(0);
-            defer(
-                next,
-                Deferred {
-                    rest,
-                    memory: d.memory,
-                },
-            );
+            defer(rest, d.memory);
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use greenlet::JoinError;
 use greenlet::net::{UnixDatagram, UnixListener, UnixStream};
 use support::ms;
+use support::watchdog::bounded;
 
 /// A fresh path for a socket file, in a directory of this process's own.
 fn sock_path(name: &str) -> PathBuf {
@@ -71,13 +72,16 @@ fn read_timeouts_are_exact_from_greenlets_and_threads() {
         let (a, _keep) = UnixStream::pair().unwrap();
         a.set_read_timeout(Some(d)).unwrap();
         assert_eq!(a.read_timeout().unwrap(), Some(d));
-        let g = greenlet::spawn(move || {
-            let mut a = a;
-            let t = Instant::now();
-            let e = a.read(&mut [0; 8]).unwrap_err();
-            (e.kind(), t.elapsed())
+        let (kind, took) = bounded(&format!("UnixStream read, {d:?}"), ms(5_000), move || {
+            greenlet::spawn(move || {
+                let mut a = a;
+                let t = Instant::now();
+                let e = a.read(&mut [0; 8]).unwrap_err();
+                (e.kind(), t.elapsed())
+            })
+            .get()
+            .unwrap()
         });
-        let (kind, took) = g.get().unwrap();
         assert_eq!(kind, ErrorKind::TimedOut, "{d:?}");
         assert!(took >= d && took < d + ms(500), "{d:?}: {took:?}");
 
@@ -87,10 +91,80 @@ fn read_timeouts_are_exact_from_greenlets_and_threads() {
         assert_eq!(a.read(&mut [0; 8]).unwrap_err().kind(), ErrorKind::TimedOut);
         assert!(t.elapsed() >= d, "{d:?} on a thread");
     }
+    // A zero time-out is refused, as std refuses it, on every setter.
     let (a, _b) = UnixStream::pair().unwrap();
     assert_eq!(
         a.set_read_timeout(Some(Duration::ZERO)).unwrap_err().kind(),
         ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        a.set_write_timeout(Some(Duration::ZERO))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+    let (d, _e) = UnixDatagram::pair().unwrap();
+    assert_eq!(
+        d.set_write_timeout(Some(Duration::ZERO))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
+/// Writes whose peer never reads time out, exactly, inside a greenlet (watched): a stream
+/// write, and a datagram send (which waits on its own registration, `wait::SendSide`).
+#[test]
+fn write_timeouts_expire_inside_greenlets() {
+    for d in [Duration::from_micros(1), Duration::from_micros(300), ms(2)] {
+        let (kind, took) = bounded(&format!("UnixStream write, {d:?}"), ms(5_000), move || {
+            greenlet::spawn(move || {
+                let (mut a, _b) = UnixStream::pair().unwrap();
+                a.set_write_timeout(Some(d)).unwrap();
+                let chunk = [0u8; 64 * 1024];
+                let t = Instant::now();
+                loop {
+                    if let Err(e) = a.write(&chunk) {
+                        return (e.kind(), t.elapsed());
+                    }
+                }
+            })
+            .get()
+            .unwrap()
+        });
+        assert_eq!(kind, ErrorKind::TimedOut, "stream, {d:?}");
+        assert!(took >= d, "stream, {d:?}: {took:?}");
+
+        let (kind, took) = bounded(&format!("UnixDatagram send, {d:?}"), ms(5_000), move || {
+            greenlet::spawn(move || {
+                let (a, _b) = UnixDatagram::pair().unwrap();
+                a.set_write_timeout(Some(d)).unwrap();
+                let t = Instant::now();
+                loop {
+                    if let Err(e) = a.send(&[0u8; 1024]) {
+                        return (e.kind(), t.elapsed());
+                    }
+                }
+            })
+            .get()
+            .unwrap()
+        });
+        assert_eq!(kind, ErrorKind::TimedOut, "datagram, {d:?}");
+        assert!(took >= d, "datagram, {d:?}: {took:?}");
+    }
+}
+
+#[test]
+fn binding_a_path_in_use_is_addr_in_use() {
+    let path = sock_path("in-use");
+    let _first = UnixListener::bind(&path).unwrap();
+    assert_eq!(
+        UnixListener::bind(&path).unwrap_err().kind(),
+        ErrorKind::AddrInUse
+    );
+    assert_eq!(
+        UnixDatagram::bind(&path).unwrap_err().kind(),
+        ErrorKind::AddrInUse
     );
 }
 

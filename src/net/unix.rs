@@ -422,6 +422,34 @@ impl<'a> IntoIterator for &'a UnixListener {
 }
 
 /// The iterator of [`UnixListener::incoming`]: each item is an `accept`.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::Write;
+/// use greenlet::net::{UnixListener, UnixStream};
+///
+/// let dir = std::env::temp_dir().join(format!("greenlet-doc-inc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("sock");
+/// let _ = std::fs::remove_file(&path);
+/// let listener = UnixListener::bind(&path)?;
+/// let server = greenlet::spawn(move || -> std::io::Result<()> {
+///     for conn in listener.incoming().take(2) {
+///         conn?.write_all(b"hi")?;
+///     }
+///     Ok(())
+/// });
+/// for _ in 0..2 {
+///     let mut c = UnixStream::connect(&path)?;
+///     let mut buf = Vec::new();
+///     std::io::Read::read_to_end(&mut c, &mut buf)?;
+///     assert_eq!(buf, b"hi");
+/// }
+/// server.get()??;
+/// std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct UnixIncoming<'a> {
     listener: &'a UnixListener,

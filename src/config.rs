@@ -375,6 +375,7 @@ fn start() {
     may.set_worker_pin(s.pin_workers);
     crate::greenlet::run_first_coroutine();
     crate::deadline::hop::learn_workers();
+    crate::deadline::home::start_mailboxes();
     crate::greenlet::kill::reserve_spare_pipes();
     crate::panic::install_hook();
     STARTED.store(true, Ordering::Release);

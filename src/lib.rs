@@ -226,3 +226,14 @@ macro_rules! greenlet_local {
         };
     };
 }
+
+/// Prototype (issue 14): (switches that resumed on another thread, hops that took the greenlet
+/// back).
+#[doc(hidden)]
+pub fn __pinning_stats() -> (u64, u64) {
+    use std::sync::atomic::Ordering;
+    (
+        deadline::hop::MIGRATIONS.load(Ordering::Relaxed),
+        deadline::hop::HOPS.load(Ordering::Relaxed),
+    )
+}

@@ -42,6 +42,7 @@ pub(crate) fn learn_workers() {
         let tx = tx.clone();
         crate::greenlet::spawn_on_worker(index, move || {
             super::mark_worker_thread();
+            super::home::set_worker(index);
             let _ = tx.send((thread_number(), index));
         });
     }
@@ -106,21 +107,6 @@ fn round(targets: impl Iterator<Item = usize>) -> bool {
     true
 }
 
-/// Moves the calling greenlet from a thread that is not a worker to a free worker.
-#[cold]
-pub(crate) fn to_a_worker() {
-    let workers = may::config().get_workers();
-    for _ in 0..8 {
-        if workers <= 1 || !round(0..workers) {
-            break;
-        }
-        if super::on_worker() {
-            return;
-        }
-    }
-    may::coroutine::yield_now();
-}
-
 /// Moves the calling greenlet back to thread `home` (a worker), so that the unwind that
 /// started there is caught there: std counts panics per OS thread, and a catch on another
 /// thread would leave `home` counting one panic too many and the other one too few (wrapping
@@ -135,6 +121,53 @@ pub(crate) fn to_thread(home: u64) {
         if thread_number() == home || !round(std::iter::once(worker)) {
             return;
         }
+    }
+}
+
+/// Switches after which the greenlet resumed on another thread than it switched out on, and
+/// the hops that took it back (issue 14).
+pub(crate) static MIGRATIONS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static HOPS: AtomicU64 = AtomicU64::new(0);
+
+/// After a switch that began on thread `home`: if the greenlet resumed on another thread,
+/// takes it back before anything else runs (a greenlet never changes thread: issue 14).
+#[inline]
+pub(crate) fn stay_home(home: u64) {
+    if thread_number() != home {
+        return_home(worker_of(home));
+    }
+}
+
+/// Takes the calling greenlet back to worker `worker` (its home), if it is not there. Each
+/// round parks on a never-ready pipe whose waker is posted to the home's mailbox: the home's
+/// daemon wakes it from there, so may queues it there. (Not a `Blocker`: its park returns at
+/// once while may's cancel flag is set, and a hop can follow a kill sent from elsewhere;
+/// `wait_io` clears the flag, and it is set again after.)
+#[cold]
+pub(crate) fn return_home(worker: Option<usize>) {
+    MIGRATIONS.fetch_add(1, Ordering::Relaxed);
+    let Some(worker) = worker else {
+        log::error!("a greenlet resumed away from its worker, whose home is unknown");
+        return;
+    };
+    let mut hopped = false;
+    while super::home::worker() != Some(worker) {
+        HOPS.fetch_add(1, Ordering::Relaxed);
+        hopped = true;
+        let went = crate::greenlet::kill::with_spare_pipe(|pipe| {
+            use may::io::WaitIo;
+            super::home::wake_on(worker, super::home::Wake::Io(pipe.waker()));
+            crate::monitor::blocking_until("hop home", None, || pipe.wait_io_anywhere());
+            // A wait that returned at once for a pending cancel left may's result behind.
+            let _ = generator::co_get_yield::<std::io::Error>();
+        });
+        if went.is_none() {
+            log::error!("cannot move a greenlet back to its worker (out of descriptors)");
+            break;
+        }
+    }
+    if hopped {
+        crate::greenlet::kill::restore_cancel_after_hop();
     }
 }
 
@@ -163,7 +196,9 @@ pub(crate) fn yield_now() {
     {
         return;
     }
+    let home = thread_number();
     may::coroutine::yield_now();
+    stay_home(home);
 }
 
 /// Whether the calling worker has run yields for [`INBOX_EVERY`] since its inbox was last let

@@ -19,6 +19,7 @@
 //! The contract every timed API of the crate states: **a timed wait never returns before its
 //! deadline, never hangs, and on an idle machine returns within about 2 ms after it.**
 
+pub(crate) mod home;
 pub(crate) mod hop;
 mod reaper;
 pub(crate) mod timer;
@@ -44,15 +45,24 @@ use may::sync::Blocker;
 pub(crate) struct Parker {
     blocker: Blocker,
     _owner: Option<may::coroutine::Coroutine>,
+    /// The worker the parked greenlet lives on ([`home::NONE`] for a plain thread): wake-ups
+    /// are routed there ([`home::unpark`]).
+    pub(crate) home: usize,
 }
 
 impl Parker {
     /// A blocker for the calling greenlet or thread. may reports a kill to [`park`] as
     /// `ParkError::Canceled` instead of acting on it itself.
     pub(crate) fn new() -> Parker {
+        let co = may::coroutine::is_coroutine();
         Parker {
             blocker: Blocker::new(true),
-            _owner: may::coroutine::is_coroutine().then(may::coroutine::current),
+            _owner: co.then(may::coroutine::current),
+            home: if co {
+                home::worker().unwrap_or(home::NONE)
+            } else {
+                home::NONE
+            },
         }
     }
 }
@@ -129,7 +139,9 @@ pub(crate) fn park(what: &'static str, blocker: &Arc<Parker>, deadline: Option<I
         } else {
             left.map(may_timeout)
         };
+        let home = hop::thread_number();
         let r = crate::monitor::blocking_until(what, deadline, || blocker.park(may_left));
+        hop::stay_home(home);
         if let Some(armed) = armed {
             timer::disarm(armed);
         }
@@ -170,15 +182,16 @@ pub(crate) fn on_worker() -> bool {
 }
 
 pub(crate) use reaper::retire;
-pub(crate) use timer::{ARMED, Armed, CANCELLED, FIRED, arm_interrupt, arm_io, disarm, drain};
+pub(crate) use home::drain;
+pub(crate) use timer::{ARMED, Armed, CANCELLED, FIRED, arm_interrupt, arm_io, disarm};
 
 /// Inside a greenlet woken on a thread that is not a worker (may's timer thread runs the
-/// coroutines whose timer fired), moves the greenlet to a worker that is free to run it, so
-/// that none of its code runs on the timer thread (see [`hop`]).
+/// coroutines whose timer fired), moves the greenlet back to its worker, so that none of its
+/// code runs on the timer thread (see [`hop`]).
 #[inline]
 pub(crate) fn leave_timer_thread() {
     if may::coroutine::is_coroutine() && !on_worker() {
-        hop::to_a_worker();
+        hop::return_home(crate::greenlet::current_home());
     }
 }
 

@@ -93,6 +93,11 @@ impl GreenletRef {
     }
 
     /// Interrupts the greenlet because its [`Timeout`](crate::Timeout) expired.
+    /// The worker the greenlet lives on.
+    pub(crate) fn home(&self) -> usize {
+        self.0.meta().home
+    }
+
     pub(crate) fn interrupt_timeout(&self) {
         self.0.meta().request_kill(TIMED_OUT);
     }

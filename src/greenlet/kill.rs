@@ -540,15 +540,52 @@ fn clear_cancel_flag() -> bool {
             return false;
         }
     };
-    pipe.io.wait_io();
+    let home = crate::deadline::hop::thread_number();
+    pipe.io.wait_io_anywhere();
     // When `wait_io` returned without parking, may left its "Canceled" result in the
     // coroutine's parameter slot: take it, or the next park would read it as a kill.
     let _ = generator::co_get_yield::<std::io::Error>();
+    crate::deadline::hop::stay_home(home);
     let mut spare = crate::sync::lock(&SPARE);
     if spare.len() < MAX_SPARE {
         spare.push(pipe);
     }
     true
+}
+
+/// Runs `f` with a never-ready pipe (from the spare ones, or a new one); `None` if none could
+/// be had (out of descriptors).
+pub(crate) fn with_spare_pipe<R>(
+    f: impl FnOnce(&crate::net::registered::Registered<may::io::CoIo<std::io::PipeReader>>) -> R,
+) -> Option<R> {
+    let spare = crate::sync::lock(&SPARE).pop();
+    let pipe = spare.map_or_else(never_ready, Ok).ok()?;
+    let r = f(&pipe.io);
+    let mut spare = crate::sync::lock(&SPARE);
+    if spare.len() < MAX_SPARE {
+        spare.push(pipe);
+    }
+    Some(r)
+}
+
+/// After the greenlet moved back to its home thread (`hop::return_home`), whose waits may have
+/// cleared may's cancel flag: sets it again if a kill's cancel was sent and not yet cleared by
+/// the kill machinery, so that the blocking point delivers the kill as it would have.
+pub(crate) fn restore_cancel_after_hop() {
+    super::with_current_meta(|m| {
+        let mut state = m.kill.cancel.load(Ordering::SeqCst);
+        while state == UNDECIDED && m.kill.requested() {
+            std::thread::yield_now();
+            state = m.kill.cancel.load(Ordering::SeqCst);
+        }
+        if state == SENT
+            && !m.kill.cleared.load(Ordering::SeqCst)
+            && let Some(co) = m.co.get()
+        {
+            // SAFETY: as in `request_kill`; the coroutine is the running one.
+            unsafe { co.cancel() };
+        }
+    });
 }
 
 /// How many never-ready pipes are kept for reuse (two descriptors each). One is in use only

@@ -76,6 +76,8 @@ struct Meta {
     spawned_at: &'static Location<'static>,
     /// What the greenlet waits on now, when wait tracking is on ([`track_waits`]).
     wait: dump::WaitSlot,
+    /// The may worker it runs on, from start to end (`deadline::home`).
+    home: usize,
 }
 
 struct Slot<T> {
@@ -131,6 +133,7 @@ impl Meta {
         name: Option<String>,
         report_panics: bool,
         spawned_at: &'static Location<'static>,
+        home: usize,
     ) -> Meta {
         let name_cell = OnceLock::new();
         if let Some(name) = name {
@@ -149,6 +152,7 @@ impl Meta {
             on_done: Mutex::new(Some(Vec::new())),
             spawned_at,
             wait: dump::WaitSlot::default(),
+            home,
         }
     }
 
@@ -350,6 +354,11 @@ fn with_current_meta<R>(f: impl FnOnce(&Meta) -> R) -> Option<R> {
         return None;
     }
     CURRENT.with(|c| c.borrow().as_ref().map(|g| f(g.0.0.meta())))
+}
+
+/// The worker the calling greenlet lives on (`None` outside a greenlet).
+pub(crate) fn current_home() -> Option<usize> {
+    with_current_meta(|m| m.home)
 }
 
 pub(crate) fn current_id() -> Option<u64> {

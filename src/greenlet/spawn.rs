@@ -96,6 +96,7 @@ pub struct Builder {
     name: Option<String>,
     stack_size: Option<usize>,
     report_panics: bool,
+    home: Option<usize>,
 }
 
 impl Default for Builder {
@@ -111,6 +112,7 @@ impl Builder {
             name: None,
             stack_size: None,
             report_panics: true,
+            home: None,
         }
     }
 
@@ -126,6 +128,12 @@ impl Builder {
     /// reusing a pooled one (about 13 µs more per spawn).
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Runs the greenlet on may worker `worker` (a server's handler goes round robin).
+    pub(crate) fn on_worker(mut self, worker: usize) -> Builder {
+        self.home = Some(worker);
         self
     }
 
@@ -149,8 +157,9 @@ impl Builder {
         T: Send + 'static,
     {
         config::ensure_started();
+        let home = self.home.unwrap_or_else(crate::deadline::home::pick);
         let inner = Arc::new(Inner {
-            meta: Meta::new(self.name, self.report_panics, Location::caller()),
+            meta: Meta::new(self.name, self.report_panics, Location::caller(), home),
             slot: Mutex::new(Slot {
                 result: None,
                 error: None,
@@ -160,7 +169,7 @@ impl Builder {
                 borrowers: Default::default(),
             }),
         });
-        let mut builder = may::coroutine::Builder::new();
+        let mut builder = may::coroutine::Builder::new().id(home);
         if let Some(bytes) = self.stack_size {
             builder = builder.stack_size(config::stack_words(bytes));
         }

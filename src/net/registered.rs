@@ -51,8 +51,16 @@ impl<T: AsIoData + Send + 'static> Registered<T> {
         }
     }
 
-    /// may's `wait_io` on the registration, noting where may may still be reading it.
+    /// may's `wait_io` on the registration, noting where may may still be reading it; the
+    /// greenlet then continues on the thread it waited on (`hop::stay_home`).
     pub(crate) fn wait_io(&self) {
+        let before = hop::thread_number();
+        self.wait_io_anywhere();
+        hop::stay_home(before);
+    }
+
+    /// [`wait_io`](Self::wait_io), but continuing on whichever thread woke the greenlet.
+    pub(crate) fn wait_io_anywhere(&self) {
         let before = hop::thread_number();
         self.io().wait_io();
         self.tails.waited(before, hop::thread_number());
@@ -63,6 +71,27 @@ impl<T: AsIoData + Send + 'static> Registered<T> {
             .as_deref()
             .expect("a Registered holds its registration until dropped")
     }
+}
+
+/// Registers socket `fd` with may as a `T` (`may::net::TcpStream`, ...) on the selector of
+/// the calling greenlet's worker (`deadline::home::place_fd`), so that its readiness resumes
+/// waiters there.
+pub(crate) fn register_fd<T: std::os::fd::FromRawFd>(
+    fd: std::os::fd::OwnedFd,
+    what: &str,
+) -> std::io::Result<T> {
+    use std::os::fd::IntoRawFd;
+    let fd = crate::deadline::home::place_fd(fd)?.into_raw_fd();
+    let registered = crate::panic::quietly(|| {
+        std::panic::catch_unwind(|| {
+            // SAFETY: `fd` is an open socket that nothing else owns (just taken out of its
+            // `OwnedFd`); may takes ownership of it. may's `from_raw_fd` panics if the socket
+            // cannot be registered with its epoll, after closing it.
+            unsafe { T::from_raw_fd(fd) }
+        })
+    });
+    registered
+        .map_err(|_| std::io::Error::other(format!("cannot register the {what} with the event loop")))
 }
 
 impl<T: AsIoData + Send + 'static> Deref for Registered<T> {

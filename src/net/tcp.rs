@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::addr::{ToSocketAddrs, each_addr};
-use super::registered::Registered;
+use super::registered::{Registered, register_fd};
 use super::wait::{self, Interest, IoTimeout};
 
 /// A TCP connection whose blocking calls park only the calling greenlet (gevent's socket).
@@ -99,21 +99,10 @@ fn busy(what: &str) -> io::Error {
 }
 
 impl TcpStream {
-    /// Registers a std socket (accepted, or connecting) with may's event loop.
-    fn from_std(s: std::net::TcpStream) -> io::Result<TcpStream> {
-        use std::os::fd::{FromRawFd, IntoRawFd};
-        let fd = s.into_raw_fd();
-        let registered = crate::panic::quietly(|| {
-            std::panic::catch_unwind(|| {
-                // SAFETY: `fd` is an open socket that nothing else owns (just taken out of
-                // `s`); may takes ownership of it. may's `from_raw_fd` panics if the socket
-                // cannot be registered with its epoll, after closing it.
-                unsafe { may::net::TcpStream::from_raw_fd(fd) }
-            })
-        });
-        registered
-            .map(TcpStream::from_may)
-            .map_err(|_| io::Error::other("cannot register the connection with the event loop"))
+    /// Registers a std socket (accepted, or connecting) with may's event loop, on the calling
+    /// greenlet's worker.
+    pub(crate) fn from_std(s: std::net::TcpStream) -> io::Result<TcpStream> {
+        register_fd(s.into(), "connection").map(TcpStream::from_may)
     }
 
     pub(crate) fn from_may(inner: may::net::TcpStream) -> TcpStream {
@@ -302,7 +291,7 @@ impl TcpStream {
     ///
     /// As [`std::net::TcpStream::try_clone`] (e.g. out of file descriptors).
     pub fn try_clone(&self) -> io::Result<TcpStream> {
-        let mut clone = TcpStream::from_may(self.inner.try_clone()?);
+        let mut clone = TcpStream::from_std(self.inner.inner().try_clone()?)?;
         clone.read_timeout = self.read_timeout.copy();
         clone.write_timeout = self.write_timeout.copy();
         Ok(clone)
@@ -319,7 +308,7 @@ impl TcpStream {
         if let Some(w) = self.writer.get() {
             return Ok(w);
         }
-        let clone = self.inner.try_clone()?;
+        let clone = register_fd(self.inner.inner().try_clone()?.into(), "connection")?;
         // If another greenlet raced us here, keep its clone and drop ours.
         Ok(self.writer.get_or_init(|| Writer {
             busy: AtomicBool::new(false),
@@ -492,14 +481,18 @@ impl TcpListener {
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
         crate::config::ensure_started();
         each_addr(&addr, |a| {
-            if a.port() != 0 {
-                // may's bind sets SO_REUSEPORT, which would silently share a port that is in
-                // use by another such listener. A plain listener (no SO_REUSEPORT) fails with
-                // `AddrInUse` there, as std does; it is closed again at once.
-                drop(std::net::TcpListener::bind(a)?);
-            }
+            // As may's bind, without its SO_REUSEPORT (which would silently share a port that
+            // is in use by another such listener: here that is `AddrInUse`, as with std).
+            let sock = socket2::Socket::new(
+                socket2::Domain::for_address(a),
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )?;
+            sock.set_reuse_address(true)?;
+            sock.bind(&a.into())?;
+            sock.listen(1024)?;
             Ok(TcpListener {
-                inner: Registered::new(may::net::TcpListener::bind(a)?),
+                inner: Registered::new(register_fd(sock.into(), "listener")?),
                 gate: wait::Gate::default(),
             })
         })
@@ -511,20 +504,26 @@ impl TcpListener {
     ///
     /// As [`std::net::TcpListener::accept`]; e.g. `EMFILE` when out of file descriptors.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (s, a) = self.accept_std()?;
+        Ok((TcpStream::from_std(s)?, a))
+    }
+
+    /// [`accept`](Self::accept), the connection not yet registered: a server registers it in
+    /// the handler's greenlet, on that greenlet's worker.
+    pub(crate) fn accept_std(&self) -> io::Result<(std::net::TcpStream, SocketAddr)> {
         // Through the crate's own wait (`net::wait`), not may's `accept`: may decides whether
         // to raise a kill from `thread::panicking()`, per OS thread, so a greenlet killed in
         // `accept` beside one parked mid-unwind on its worker never saw the kill and retried
         // the accept in a loop, holding the worker for good.
         let sys = self.inner.inner();
-        let (s, a) = wait::io(
+        wait::io(
             "TcpListener::accept",
             &self.inner,
             Some(&self.gate),
             Interest::Read,
             None,
             || sys.accept(),
-        )?;
-        Ok((TcpStream::from_std(s)?, a))
+        )
     }
 
     /// An endless iterator over accepted connections.
@@ -548,7 +547,10 @@ impl TcpListener {
     /// As [`std::net::TcpListener::try_clone`].
     pub fn try_clone(&self) -> io::Result<TcpListener> {
         Ok(TcpListener {
-            inner: Registered::new(self.inner.try_clone()?),
+            inner: Registered::new(register_fd(
+                self.inner.inner().try_clone()?.into(),
+                "listener",
+            )?),
             gate: wait::Gate::default(),
         })
     }

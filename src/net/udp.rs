@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use super::addr::{ToSocketAddrs, each_addr};
-use super::registered::Registered;
+use super::registered::{Registered, register_fd};
 use super::tcp::check_timeout;
 use super::wait::{self, Interest, IoTimeout};
 
@@ -56,7 +56,7 @@ impl UdpSocket {
         crate::config::ensure_started();
         each_addr(&addr, |a| {
             Ok(UdpSocket {
-                inner: Registered::new(may::net::UdpSocket::bind(a)?),
+                inner: Registered::new(register_fd(std::net::UdpSocket::bind(a)?.into(), "socket")?),
                 read_timeout: IoTimeout::default(),
                 gate: wait::Gate::default(),
                 send_side: wait::SendSide::default(),
@@ -168,7 +168,7 @@ impl UdpSocket {
             Interest::Write => self.send_side.send(
                 what,
                 &self.inner,
-                || self.inner.try_clone(),
+                || register_fd(self.inner.inner().try_clone()?.into(), "socket"),
                 None,
                 |s| op(s.inner()),
             ),
@@ -200,7 +200,10 @@ impl UdpSocket {
     /// As std.
     pub fn try_clone(&self) -> io::Result<UdpSocket> {
         Ok(UdpSocket {
-            inner: Registered::new(self.inner.try_clone()?),
+            inner: Registered::new(register_fd(
+                self.inner.inner().try_clone()?.into(),
+                "socket",
+            )?),
             read_timeout: self.read_timeout.copy(),
             gate: wait::Gate::default(),
             send_side: wait::SendSide::default(),

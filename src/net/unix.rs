@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::{self as std_unix, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
@@ -36,10 +36,11 @@ struct Sock<S: AsRawFd> {
     sock: S,
 }
 
-impl<S: AsRawFd> Sock<S> {
-    /// Registers `sock` (and makes it non-blocking).
+impl<S: AsRawFd + From<OwnedFd> + Into<OwnedFd>> Sock<S> {
+    /// Registers `sock` (and makes it non-blocking), on the calling greenlet's worker.
     fn new(sock: S) -> io::Result<Sock<S>> {
         crate::config::ensure_started();
+        let sock = S::from(crate::deadline::home::place_fd(sock.into())?);
         let io = CoIo::new(Watched(sock.as_raw_fd())).map_err(io::Error::from)?;
         Ok(Sock { io, sock })
     }
@@ -65,7 +66,7 @@ fn recv_peek(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-fn register<S: AsRawFd + Send + 'static>(sock: S) -> io::Result<Registered<Sock<S>>> {
+fn register<S: AsRawFd + From<OwnedFd> + Into<OwnedFd> + Send + 'static>(sock: S) -> io::Result<Registered<Sock<S>>> {
     Sock::new(sock).map(Registered::new)
 }
 

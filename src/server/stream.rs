@@ -146,7 +146,12 @@ impl StreamServer {
         let name = format!("StreamServer-{}", self.inner.addr);
         self.inner
             .core
-            .start(name, move |slots| inner.accept_loop(&listener, &slots))
+            .start(name, move |slots| {
+                // Registered again from the accept loop's own worker, where its readiness then
+                // resumes it (a listener bound on another thread is registered there).
+                let listener = listener.try_clone().unwrap_or(listener);
+                inner.accept_loop(&listener, &slots);
+            })
     }
 
     /// Starts (if not yet started) and waits until the server is stopped.
@@ -185,7 +190,7 @@ impl Inner {
         let mut backoff = Backoff::new();
         loop {
             let mut ticket = slots.reserve();
-            let (conn, peer) = match listener.accept() {
+            let (conn, peer) = match listener.accept_std() {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     drop(ticket);
@@ -201,9 +206,14 @@ impl Inner {
                 log::debug!("{}: cannot set TCP_NODELAY for {peer}: {e}", slots.what());
             }
             let handler = self.handler.clone();
-            let spawned = Builder::new().spawn(move || {
+            // Handlers are spread over the workers; each registers its connection on its own.
+            let home = crate::deadline::home::round_robin();
+            let spawned = Builder::new().on_worker(home).spawn(move || {
                 ticket.started();
-                handler(conn, peer);
+                match TcpStream::from_std(conn) {
+                    Ok(conn) => handler(conn, peer),
+                    Err(e) => log::warn!("StreamServer: cannot serve {peer}: {e}"),
+                }
                 drop(ticket);
             });
             match spawned {

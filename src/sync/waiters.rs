@@ -62,14 +62,14 @@ impl Waiters {
     /// Wakes the longest-waiting waiter, if any.
     pub(crate) fn notify_one(&mut self) {
         if let Some((_, b)) = self.list.pop_front() {
-            b.unpark();
+            crate::deadline::home::unpark(&b);
         }
     }
 
     /// Wakes every waiter.
     pub(crate) fn notify_all(&mut self) {
         for (_, b) in self.list.drain(..) {
-            b.unpark();
+            crate::deadline::home::unpark(&b);
         }
     }
 }

@@ -181,8 +181,8 @@ pub(crate) fn on_worker() -> bool {
     WORKER.with(Cell::get)
 }
 
-pub(crate) use reaper::retire;
 pub(crate) use home::drain;
+pub(crate) use reaper::retire;
 pub(crate) use timer::{ARMED, Armed, CANCELLED, FIRED, arm_interrupt, arm_io, disarm};
 
 /// Inside a greenlet woken on a thread that is not a worker (may's timer thread runs the

@@ -90,8 +90,9 @@ pub(crate) fn register_fd<T: std::os::fd::FromRawFd>(
             unsafe { T::from_raw_fd(fd) }
         })
     });
-    registered
-        .map_err(|_| std::io::Error::other(format!("cannot register the {what} with the event loop")))
+    registered.map_err(|_| {
+        std::io::Error::other(format!("cannot register the {what} with the event loop"))
+    })
 }
 
 impl<T: AsIoData + Send + 'static> Deref for Registered<T> {

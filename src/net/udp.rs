@@ -56,7 +56,10 @@ impl UdpSocket {
         crate::config::ensure_started();
         each_addr(&addr, |a| {
             Ok(UdpSocket {
-                inner: Registered::new(register_fd(std::net::UdpSocket::bind(a)?.into(), "socket")?),
+                inner: Registered::new(register_fd(
+                    std::net::UdpSocket::bind(a)?.into(),
+                    "socket",
+                )?),
                 read_timeout: IoTimeout::default(),
                 gate: wait::Gate::default(),
                 send_side: wait::SendSide::default(),

@@ -66,7 +66,9 @@ fn recv_peek(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-fn register<S: AsRawFd + From<OwnedFd> + Into<OwnedFd> + Send + 'static>(sock: S) -> io::Result<Registered<Sock<S>>> {
+fn register<S: AsRawFd + From<OwnedFd> + Into<OwnedFd> + Send + 'static>(
+    sock: S,
+) -> io::Result<Registered<Sock<S>>> {
     Sock::new(sock).map(Registered::new)
 }
 

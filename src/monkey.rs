@@ -330,7 +330,16 @@ fn park_on<F>(fd: c_int, restore: c_int, timeout: Option<Duration>, write: bool,
 where
     F: FnMut() -> std::io::Result<usize>,
 {
-    let coio = may::io::CoIo::new(Op(fd)).map_err(std::io::Error::from);
+    // Registered on the greenlet's own worker (a duplicate when `fd` maps to another one), so
+    // that readiness resumes it there; the duplicate is closed after the registration.
+    let placed = crate::deadline::home::place_dup(fd);
+    let coio = match &placed {
+        Ok(dup) => {
+            let on = dup.as_ref().map_or(fd, std::os::fd::AsRawFd::as_raw_fd);
+            may::io::CoIo::new(Op(on)).map_err(std::io::Error::from)
+        }
+        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+    };
     let outcome = match coio {
         Ok(coio) => {
             let coio = crate::net::registered::Registered::new(coio);
@@ -343,6 +352,7 @@ where
                 crate::net::wait::io("monkey socket wait", &coio, None, interest, timeout, op)
             }));
             drop(coio);
+            drop(placed);
             r
         }
         // Already registered elsewhere (e.g. another greenlet waits on it): report it.

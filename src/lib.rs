@@ -78,11 +78,15 @@
 //! 1. **Blocking `std` calls stall a whole worker.** `std::net`, `std::thread::sleep`,
 //!    `std::sync::Mutex` waits and blocking file I/O block the OS thread and every greenlet
 //!    on it. Use [`net`], [`sleep`] and this crate's primitives inside greenlets.
-//! 2. **Thread-locals are per worker, not per greenlet.** A greenlet may resume on another
-//!    worker after any blocking point; do not hold a thread-local reference, or any `!Send`
-//!    value (a std `MutexGuard`, an `Rc` from `rand::thread_rng()`), across one. This is a
-//!    soundness gap, not only a logic hazard: breaking the rule in safe code can be a data
-//!    race. Issue 14 makes greenlets stay on one thread; `docs/soundness.md` states the model.
+//! 2. **Thread-locals are per worker, not per greenlet.** Every greenlet runs on one worker
+//!    thread from start to end (it is *pinned*: wake-ups are routed to its worker), so a
+//!    thread-local reference, an `Rc` from `rand::thread_rng()` or a std `MutexGuard` held
+//!    across a blocking point is still the running thread's own: that is sound. But the other
+//!    greenlets of that worker run in between and see the same thread-locals; use
+//!    [`greenlet_local!`] for state private to a greenlet. Greenlets spawned from `main` go
+//!    round robin over the workers; greenlets spawned from a greenlet share its worker (use
+//!    several `main`-spawned greenlets, or a server, to use every core). `docs/soundness.md`
+//!    states the model.
 //! 3. **Long computations starve the others.** A greenlet that never blocks keeps its worker,
 //!    and cannot be killed or timed out until it blocks; call [`yield_now`] now and then.
 //! 4. **Stacks are fixed-size.** The default is 128 KiB ([`Config::stack_size`],
@@ -183,9 +187,9 @@ macro_rules! go {
 /// gets its own value, made by the initialiser on first use and dropped when the greenlet ends.
 /// On a plain thread the value is per thread.
 ///
-/// Use it instead of `thread_local!` inside greenlets: greenlets share worker threads and move
-/// between them, so a thread-local is neither private to one greenlet nor stable across a
-/// blocking call.
+/// Use it instead of `thread_local!` for per-greenlet state: the greenlets of a worker share
+/// its thread, so a thread-local is not private to one greenlet (each greenlet stays on its
+/// worker, so a thread-local is stable across a blocking call, but others change it meanwhile).
 ///
 /// # Examples
 ///
@@ -227,8 +231,8 @@ macro_rules! greenlet_local {
     };
 }
 
-/// Prototype (issue 14): (switches that resumed on another thread, hops that took the greenlet
-/// back).
+/// For the crate's tests (issue 14): how many switches resumed a greenlet away from its
+/// worker (caught before its code ran), and how many hops took such greenlets back.
 #[doc(hidden)]
 pub fn __pinning_stats() -> (u64, u64) {
     use std::sync::atomic::Ordering;

@@ -17,17 +17,21 @@ where
 {
     let spawned = panic::quietly(|| {
         catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: only partly discharged; `docs/soundness.md` states the gap, and issue 14
-            // closes it. may's `spawn` has two preconditions (coroutine_impl.rs).
-            // (1) Thread-local storage: a coroutine can move between worker threads at a
-            // blocking point, so a thread-local reference or a `!Send` value held across one
-            // can be used from two threads. The crate's own code holds none (per-greenlet state
-            // is coroutine-local; thread-locals are read through `#[inline(never)]` accessors
-            // after each switch). The user's closure is *not* checked: the crate docs
-            // (# Caveats) ask users not to, which does not make `spawn` sound.
+            // SAFETY: may's `spawn` has two preconditions (coroutine_impl.rs).
+            // (1) Thread-local storage: a coroutine that moved between worker threads at a
+            // blocking point could use a thread-local reference or a `!Send` value held across
+            // it from two threads. Discharged by pinning (`deadline::home`): may runs without
+            // `work_steal`, each greenlet is spawned onto one worker (`Builder::id`), every
+            // wake-up of the crate is performed on that worker, sockets are registered with its
+            // selector, and a switch that still resumed elsewhere (a kill sent from another
+            // thread) moves back before any code of the greenlet runs (`hop::stay_home`, after
+            // may's own code and the crate's `inline(never)` thread-local reads only).
+            // `tests/pinning.rs` checks it. Code that calls may's own blocking primitives
+            // directly is outside this argument (`docs/soundness.md`).
             // (2) Stack overflow: the guard page stops it, and the greenlet is abandoned
-            // without unwinding; its stack can be reused while values on it are still
-            // referenced (a known gap, also in `docs/soundness.md`).
+            // without unwinding; may can reuse or unmap its stack while values on it are
+            // still referenced. Not discharged: it needs may/generator to leak such stacks
+            // (`docs/upstream.md`, item 14; `docs/soundness.md`).
             unsafe { builder.spawn(f) }
         }))
     });

@@ -308,6 +308,14 @@ impl std::io::Read for Op {
     }
 }
 
+/// A wait's registration is made on the greenlet's own worker (`park_on`), so `here` never
+/// needs another one.
+impl crate::net::registered::Again for may::io::CoIo<Op> {
+    fn again(&self) -> std::io::Result<Self> {
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    }
+}
+
 impl std::io::Write for Op {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let send = real_send().ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOSYS))?;

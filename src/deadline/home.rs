@@ -87,7 +87,13 @@ impl Wake {
                 super::retire(b);
             }
             Wake::Io(w) => w.wakeup(),
-            Wake::Call(f) => f(),
+            // Run by the mailbox's daemon, or by a greenlet at a blocking point: a panic must
+            // end neither (the daemon's end would lose every later wake-up of its worker).
+            Wake::Call(f) => {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+                    log::error!("a posted wake-up panicked; it was dropped");
+                }
+            }
         }
     }
 }

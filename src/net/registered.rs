@@ -16,10 +16,12 @@
 //! closed, as std's would be), but the box's memory and may's `EventData` are kept until a
 //! helper greenlet has run on each noted thread; only then are they freed.
 
+use std::io;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
-use std::sync::Mutex;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use may::io::{AsIoData, WaitIo};
 
@@ -33,7 +35,35 @@ pub(crate) struct Registered<T: AsIoData + Send + 'static> {
     /// memory may be freed later (see the module docs).
     io: Option<Box<ManuallyDrop<T>>>,
     tails: Tails,
+    /// Registrations of the same socket with the other workers' selectors, by worker: a
+    /// duplicate descriptor each, made when a greenlet of that worker first waits on the
+    /// socket ([`here`](Registered::here)), so that readiness resumes it on its own worker.
+    elsewhere: OnceLock<Box<[OnceLock<Registered<T>>]>>,
 }
+
+/// A socket registration that can be made again, for the calling greenlet's worker, on a
+/// duplicate of its descriptor ([`Registered::here`]).
+pub(crate) trait Again: Sized {
+    /// A new registration of the same socket (a duplicate descriptor), with the selector of
+    /// the calling greenlet's worker.
+    fn again(&self) -> io::Result<Self>;
+}
+
+macro_rules! again_via_std_clone {
+    ($($t:ty: $what:literal),* $(,)?) => {$(
+        impl Again for $t {
+            fn again(&self) -> io::Result<Self> {
+                register_fd(self.inner().try_clone()?.into(), $what)
+            }
+        }
+    )*};
+}
+
+again_via_std_clone!(
+    may::net::TcpStream: "connection",
+    may::net::TcpListener: "listener",
+    may::net::UdpSocket: "socket",
+);
 
 /// Threads (`hop::thread_number`) that may still be inside a `subscribe` for the registration.
 #[derive(Default)]
@@ -48,6 +78,7 @@ impl<T: AsIoData + Send + 'static> Registered<T> {
         Registered {
             io: Some(Box::new(ManuallyDrop::new(io))),
             tails: Tails::default(),
+            elsewhere: OnceLock::new(),
         }
     }
 
@@ -64,6 +95,41 @@ impl<T: AsIoData + Send + 'static> Registered<T> {
         let before = hop::thread_number();
         self.io().wait_io();
         self.tails.waited(before, hop::thread_number());
+    }
+
+    /// The registration to wait on from the calling greenlet: this one if it is with the
+    /// selector of the greenlet's worker (descriptor number `≡ worker (mod N)`), otherwise
+    /// that worker's own, made on first use. Falls back to this one (a greenlet woken on
+    /// another worker then moves back: `hop::stay_home`) off the workers or if no duplicate
+    /// can be made.
+    pub(crate) fn here(&self) -> &Registered<T>
+    where
+        T: AsRawFd + Again,
+    {
+        let Some(w) = crate::deadline::home::worker() else {
+            return self;
+        };
+        let n = may::config().get_workers().max(1);
+        if self.io().as_raw_fd() as usize % n == w {
+            return self;
+        }
+        let slots = self
+            .elsewhere
+            .get_or_init(|| (0..n).map(|_| OnceLock::new()).collect());
+        let Some(slot) = slots.get(w) else {
+            return self;
+        };
+        if let Some(reg) = slot.get() {
+            return reg;
+        }
+        match self.io().again() {
+            // If another greenlet of this worker raced us here, keep its registration.
+            Ok(again) => slot.get_or_init(|| Registered::new(again)),
+            Err(e) => {
+                log::debug!("cannot register a socket with worker {w}'s selector ({e})");
+                self
+            }
+        }
     }
 
     fn io(&self) -> &T {

@@ -46,6 +46,22 @@ impl<S: AsRawFd + From<OwnedFd> + Into<OwnedFd>> Sock<S> {
     }
 }
 
+macro_rules! again_via_try_clone {
+    ($($t:ty),*) => {$(
+        impl super::registered::Again for Sock<$t> {
+            fn again(&self) -> io::Result<Self> {
+                Sock::new(self.sock.try_clone()?)
+            }
+        }
+    )*};
+}
+
+again_via_try_clone!(
+    std_unix::UnixStream,
+    std_unix::UnixListener,
+    std_unix::UnixDatagram
+);
+
 impl<S: AsRawFd> AsIoData for Sock<S> {
     fn as_io_data(&self) -> &IoData {
         self.io.as_io_data()

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use may::io::{AsIoData, WaitIo};
 
-use super::registered::Registered;
+use super::registered::{Again, Registered};
 
 /// Which readiness a wait is for.
 #[derive(Clone, Copy, Debug)]
@@ -166,17 +166,17 @@ impl Gate {
 /// with its own [`Gate`]: sends wait for writability there, so a send that would block never
 /// queues behind a receive waiting on the first registration (whose "writable" wake-up would
 /// go to the receiver, which then took the gate back, and the sender starved).
-pub(crate) struct SendSide<T: AsIoData + AsRawFd + Send + 'static>(
+pub(crate) struct SendSide<T: AsIoData + AsRawFd + Again + Send + 'static>(
     std::sync::OnceLock<(Registered<T>, Gate)>,
 );
 
-impl<T: AsIoData + AsRawFd + Send + 'static> Default for SendSide<T> {
+impl<T: AsIoData + AsRawFd + Again + Send + 'static> Default for SendSide<T> {
     fn default() -> Self {
         SendSide(std::sync::OnceLock::new())
     }
 }
 
-impl<T: AsIoData + AsRawFd + Send + 'static> SendSide<T> {
+impl<T: AsIoData + AsRawFd + Again + Send + 'static> SendSide<T> {
     /// A send: a first try with `op` on `first` (the socket itself); only a send that would
     /// block makes the send registration (with `make`, on first need) and waits there, with
     /// `timeout`.
@@ -225,7 +225,7 @@ pub(crate) fn io<S, R>(
     op: impl FnMut() -> io::Result<R>,
 ) -> io::Result<R>
 where
-    S: AsIoData + AsRawFd + Send + 'static,
+    S: AsIoData + AsRawFd + Again + Send + 'static,
 {
     io_until(
         what,
@@ -247,8 +247,11 @@ pub(crate) fn io_until<S, R>(
     mut op: impl FnMut() -> io::Result<R>,
 ) -> io::Result<R>
 where
-    S: AsIoData + AsRawFd + Send + 'static,
+    S: AsIoData + AsRawFd + Again + Send + 'static,
 {
+    // The registration with the selector of the calling greenlet's worker (issue 14).
+    let fd = socket.as_raw_fd();
+    let socket = socket.here();
     let mut past_deadline = false;
     loop {
         // Forget the readiness seen so far (may's registration is edge-triggered and keeps a
@@ -275,7 +278,7 @@ where
         if may::coroutine::is_coroutine() {
             in_greenlet(what, socket, gate, deadline);
         } else {
-            on_thread(socket.as_raw_fd(), interest, deadline)?;
+            on_thread(fd, interest, deadline)?;
         }
     }
 }

@@ -144,12 +144,9 @@ impl StreamServer {
         };
         let inner = self.inner.clone();
         let name = format!("StreamServer-{}", self.inner.addr);
-        self.inner.core.start(name, move |slots| {
-            // Registered again from the accept loop's own worker, where its readiness then
-            // resumes it (a listener bound on another thread is registered there).
-            let listener = listener.try_clone().unwrap_or(listener);
-            inner.accept_loop(&listener, &slots);
-        })
+        self.inner
+            .core
+            .start(name, move |slots| inner.accept_loop(&listener, &slots))
     }
 
     /// Starts (if not yet started) and waits until the server is stopped.

@@ -127,20 +127,40 @@ struct Mailbox {
     fd: RawFd,
 }
 
-static MAILBOXES: OnceLock<Vec<Arc<Mailbox>>> = OnceLock::new();
+/// Each worker's mailbox, `None` for one that could not be made.
+static MAILBOXES: OnceLock<Vec<Option<Arc<Mailbox>>>> = OnceLock::new();
 
-/// Queues `wake` to worker `home`'s mailbox. Without mailboxes (they could not be made) it is
-/// performed here, and the backstop moves the greenlet home after it resumes.
+fn mailbox_of(worker: usize) -> Option<&'static Arc<Mailbox>> {
+    MAILBOXES.get()?.get(worker)?.as_ref()
+}
+
+/// Queues `wake` to worker `home`'s mailbox. A worker without one (its eventfd could not be
+/// made) gets a helper coroutine queued to its inbox instead (`Builder::id`: slower, and
+/// it allocates), which performs the wake-up there.
 fn post(home: usize, wake: Wake) {
-    let Some(mb) = MAILBOXES.get().and_then(|m| m.get(home)) else {
-        return wake.run();
+    let Some(mb) = mailbox_of(home) else {
+        let wake = Arc::new(Mutex::new(Some(wake)));
+        let theirs = wake.clone();
+        let helper = move || {
+            if let Some(w) = lock(&theirs).take() {
+                w.run();
+            }
+        };
+        if !crate::greenlet::spawn_on_worker(home, helper) {
+            // No stack for a helper either: wake here; the woken greenlet moves back after
+            // it resumes (`hop::stay_home`).
+            log::error!("cannot queue a wake-up to worker {home}; performed here");
+            if let Some(w) = lock(&wake).take() {
+                w.run();
+            }
+        }
+        return;
     };
     lock(&mb.queue).push(wake);
     if !mb.armed.swap(true, Ordering::SeqCst) {
         let one = 1u64.to_ne_bytes();
-        // SAFETY: `mb.fd` is an eventfd that lives as long as the process (the daemon never
-        // ends), and `one` is 8 readable bytes. An error (the counter is full) still leaves it
-        // readable.
+        // SAFETY: `mb.fd` is an eventfd that lives as long as the process (its daemon loops
+        // for ever and catches the panics of what it runs), and `one` is 8 readable bytes.
         unsafe { libc::write(mb.fd, one.as_ptr().cast(), one.len()) };
     }
 }
@@ -151,7 +171,7 @@ fn post(home: usize, wake: Wake) {
 /// keep waking each other (a ping-pong) never let happen; their blocking points do it instead.
 #[inline]
 pub(crate) fn drain() {
-    if let Some(mb) = worker().and_then(|w| MAILBOXES.get()?.get(w))
+    if let Some(mb) = worker().and_then(mailbox_of)
         && mb.armed.load(Ordering::Relaxed)
     {
         drain_slow(mb);
@@ -234,20 +254,18 @@ pub(crate) fn place_dup(fd: RawFd) -> io::Result<Option<OwnedFd>> {
 }
 
 /// Makes each worker's mailbox and starts its daemon. Called once, while the runtime starts
-/// (after the workers are known). A worker whose mailbox cannot be made has its wake-ups done
-/// where they are made (the greenlets then move home after they resume).
+/// (after the workers are known). A worker whose mailbox cannot be made gets its wake-ups
+/// through helper coroutines instead ([`post`]).
 pub(crate) fn start_mailboxes() {
-    let n = workers();
-    let mut boxes = Vec::with_capacity(n);
-    for h in 0..n {
-        match mailbox(h) {
-            Ok(mb) => boxes.push(mb),
-            Err(e) => {
-                log::error!("cannot make worker {h}'s wake-up mailbox ({e}); wake-ups hop");
-                return;
-            }
-        }
-    }
+    let boxes = (0..workers())
+        .map(|h| {
+            mailbox(h)
+                .inspect_err(|e| {
+                    log::error!("cannot make worker {h}'s wake-up mailbox ({e}); helpers instead");
+                })
+                .ok()
+        })
+        .collect();
     let _ = MAILBOXES.set(boxes);
 }
 
@@ -277,9 +295,9 @@ fn daemon(mb: &Mailbox, io: &may::io::CoIo<EventFd>) {
     let mut batch = Vec::new();
     loop {
         mb.armed.store(false, Ordering::SeqCst);
-        let mut buf = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into `buf` from the eventfd (non-blocking).
-        unsafe { libc::read(mb.fd, buf.as_mut_ptr().cast(), buf.len()) };
+        // The eventfd is not read: may's registration is edge-triggered, so every write is
+        // reported anyway, and a read would add a writable edge (a second, empty resume).
+        // The counter cannot fill (2^64 - 2 writes).
         std::mem::swap(&mut batch, &mut *lock(&mb.queue));
         if batch.is_empty() {
             io.wait_io();

@@ -35,6 +35,12 @@ static WORKERS: Mutex<Vec<(u64, usize)>> = Mutex::new(Vec::new());
 
 /// Learns which thread is which worker: one helper queued to each worker reports its thread.
 /// Called once, while the runtime starts.
+///
+/// # Panics
+///
+/// If may runs with its `work_steal` feature (another crate of the build depends on may with
+/// its default features, and cargo unified them): greenlets could then not be pinned to their
+/// worker, and the crate's soundness rests on it (issue 14). Or if a worker never answers.
 pub(crate) fn learn_workers() {
     let workers = may::config().get_workers();
     let (tx, rx) = mpsc::channel();
@@ -48,17 +54,80 @@ pub(crate) fn learn_workers() {
     }
     drop(tx);
     let mut seen = Vec::new();
-    while let Ok(pair) = rx.recv_timeout(Duration::from_secs(5)) {
-        seen.push(pair);
+    while seen.len() < workers {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(pair) => seen.push(pair),
+            Err(_) => break,
+        }
     }
-    // A helper stolen by another worker would map two indexes to one thread: keep only
-    // threads seen once.
-    let unique: Vec<_> = seen
+    let distinct = seen
         .iter()
-        .filter(|(t, _)| seen.iter().filter(|(u, _)| u == t).count() == 1)
-        .copied()
-        .collect();
-    *lock(&WORKERS) = unique;
+        .all(|(t, _)| seen.iter().filter(|(u, _)| u == t).count() == 1);
+    assert!(
+        seen.len() == workers && distinct,
+        "greenlet: may's workers did not each run the helper queued to them ({} of {workers} \
+         answered, distinct: {distinct}); may's `work_steal` feature must be off",
+        seen.len()
+    );
+    *lock(&WORKERS) = seen;
+    if workers > 1 {
+        assert!(
+            !work_stealing(),
+            "greenlet: may runs with its `work_steal` feature, which another crate of this build \
+             enabled (a dependency on may with default features: use `default-features = \
+             false`). Greenlets could change OS thread at any blocking point, which is unsound \
+             (docs/soundness.md), so the runtime does not start."
+        );
+    }
+}
+
+/// Whether may steals queued coroutines between workers: a coroutine is queued on worker 1's
+/// local queue while worker 1 computes for a few milliseconds and worker 0 is woken with
+/// nothing to do; with stealing, worker 0 runs it.
+fn work_stealing() -> bool {
+    // Twice, both must see it: a false verdict needs the park to lose a race twice.
+    steal_probe() && steal_probe()
+}
+
+fn steal_probe() -> bool {
+    let (tx, rx) = mpsc::channel();
+    let (blocker_tx, blocker_rx) = mpsc::channel();
+    // On worker 0: parks (on a coroutine blocker, made there), then reports the thread it was
+    // resumed on.
+    let started = crate::greenlet::spawn_on_worker(0, move || {
+        let blocker = Arc::new(may::sync::Blocker::new(true));
+        let _ = blocker_tx.send(blocker.clone());
+        let _ = blocker.park(None);
+        let _ = tx.send(thread_number());
+    });
+    if !started {
+        return false;
+    }
+    let Ok(blocker) = blocker_rx.recv_timeout(Duration::from_secs(60)) else {
+        return false;
+    };
+    // Let it park (an unpark before the park would resume it in place: no verdict then).
+    std::thread::sleep(Duration::from_millis(1));
+    let (busy_tx, busy_rx) = mpsc::channel();
+    // On worker 1: queues it on worker 1's local queue, then computes without yielding.
+    let unparker = crate::greenlet::spawn_on_worker(1, move || {
+        blocker.unpark();
+        let _ = busy_tx.send(thread_number());
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(5) {
+            std::hint::spin_loop();
+        }
+    });
+    if !unparker {
+        return false;
+    }
+    let Ok(busy) = busy_rx.recv_timeout(Duration::from_secs(60)) else {
+        return false;
+    };
+    // Wake worker 0 with nothing to do: a stealing worker then takes from worker 1.
+    crate::greenlet::spawn_on_worker(0, || ());
+    rx.recv_timeout(Duration::from_secs(60))
+        .is_ok_and(|resumed_on| resumed_on != busy)
 }
 
 /// The may worker index of thread `thread`, if it is a worker.
@@ -139,36 +208,68 @@ pub(crate) fn stay_home(home: u64) {
 }
 
 /// Takes the calling greenlet back to worker `worker` (its home), if it is not there. Each
-/// round parks on a never-ready pipe whose waker is posted to the home's mailbox: the home's
-/// daemon wakes it from there, so may queues it there. (Not a `Blocker`: its park returns at
-/// once while may's cancel flag is set, and a hop can follow a kill sent from elsewhere;
-/// `wait_io` clears the flag, and it is set again after.)
+/// round parks the greenlet and posts its wake-up to the home's mailbox, so that it resumes
+/// there ([`home`](super::home)). It never returns on another thread.
+///
+/// - With no kill pending, the park is a `Blocker`'s (no descriptor needed).
+/// - With a kill's cancel possibly set, a `Blocker` park would return at once (may reschedules
+///   a cancelled coroutine where it is), so the round waits on a never-ready pipe instead:
+///   `wait_io` clears may's flag, which is set again once home. A pipe whose waker did not end
+///   its wait is not reused.
+/// - Out of descriptors for such a pipe, it retries every millisecond, and after 10 s aborts
+///   the process: running the greenlet on another thread would be undefined behaviour.
 #[cold]
 pub(crate) fn return_home(worker: Option<usize>) {
+    use super::home::{self, Wake};
     MIGRATIONS.fetch_add(1, Ordering::Relaxed);
     let Some(worker) = worker else {
-        log::error!("a greenlet resumed away from its worker, whose home is unknown");
-        return;
+        foreign_for_good("its worker is unknown");
     };
-    let mut hopped = false;
-    while super::home::worker() != Some(worker) {
+    let mut cleared = false;
+    let mut starved_since: Option<Instant> = None;
+    while home::worker() != Some(worker) {
         HOPS.fetch_add(1, Ordering::Relaxed);
-        hopped = true;
+        if !crate::greenlet::kill::cancel_may_be_set() {
+            let parked = crate::sync::waiters::Retire::new();
+            home::wake_on(worker, Wake::Unpark(parked.blocker().clone()));
+            // A kill sent meanwhile ends the park early (`Canceled`): the next round sees it.
+            let _ = parked.blocker().park(None);
+            continue;
+        }
         let went = crate::greenlet::kill::with_spare_pipe(|pipe| {
             use may::io::WaitIo;
-            super::home::wake_on(worker, super::home::Wake::Io(pipe.waker()));
-            crate::monitor::blocking_until("hop home", None, || pipe.wait_io_anywhere());
+            home::wake_on(worker, Wake::Io(pipe.waker()));
+            let flags = pipe.wait_io_anywhere();
             // A wait that returned at once for a pending cancel left may's result behind.
             let _ = generator::co_get_yield::<std::io::Error>();
+            // Reusable only if the waker was the one that ended the wait.
+            flags & crate::net::registered::WAKER_BIT != 0
         });
-        if went.is_none() {
-            log::error!("cannot move a greenlet back to its worker (out of descriptors)");
-            break;
+        if went.is_some() {
+            cleared = true;
+            starved_since = None;
+            continue;
         }
+        let since = *starved_since.get_or_insert_with(Instant::now);
+        if since.elapsed() > Duration::from_secs(10) {
+            foreign_for_good("no descriptor for a pipe could be had for 10 s");
+        }
+        if since.elapsed() < Duration::from_millis(2) {
+            log::error!("out of descriptors while moving a killed greenlet back to its worker");
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
-    if hopped {
+    if cleared {
         crate::greenlet::kill::restore_cancel_after_hop();
     }
+}
+
+/// A greenlet resumed on another thread than its own and cannot be moved back: its code must
+/// not run here (issue 14), and nothing else can be done with it.
+#[cold]
+fn foreign_for_good(why: &str) -> ! {
+    log::error!("a greenlet resumed away from its worker and cannot go back ({why}); aborting");
+    std::process::abort();
 }
 
 /// How long a worker may go on running `yield_now` loops before the yielding greenlet steps
@@ -190,13 +291,15 @@ thread_local! {
 /// own worker's inbox wake it: the queue empties, the worker reads its inbox, and the greenlet
 /// continues behind what was waiting there.
 pub(crate) fn yield_now() {
+    let home = thread_number();
     if inbox_due()
-        && let Some(worker) = worker_of(thread_number())
+        && let Some(worker) = worker_of(home)
         && round(std::iter::once(worker))
     {
+        // A kill sent from another thread during the round wakes the greenlet there.
+        stay_home(home);
         return;
     }
-    let home = thread_number();
     may::coroutine::yield_now();
     stay_home(home);
 }

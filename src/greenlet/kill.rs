@@ -554,18 +554,32 @@ fn clear_cancel_flag() -> bool {
 }
 
 /// Runs `f` with a never-ready pipe (from the spare ones, or a new one); `None` if none could
-/// be had (out of descriptors).
-pub(crate) fn with_spare_pipe<R>(
-    f: impl FnOnce(&crate::net::registered::Registered<may::io::CoIo<std::io::PipeReader>>) -> R,
-) -> Option<R> {
+/// be had (out of descriptors). The pipe goes back to the spare ones only if `f` returns
+/// `true`: a pipe whose waker may still be called later (a hop's waker that did not end its
+/// wait) must not be reused, or that late wake-up would end an unrelated wait on it at once.
+pub(crate) fn with_spare_pipe(
+    f: impl FnOnce(&crate::net::registered::Registered<may::io::CoIo<std::io::PipeReader>>) -> bool,
+) -> Option<()> {
     let spare = crate::sync::lock(&SPARE).pop();
     let pipe = spare.map_or_else(never_ready, Ok).ok()?;
-    let r = f(&pipe.io);
-    let mut spare = crate::sync::lock(&SPARE);
-    if spare.len() < MAX_SPARE {
-        spare.push(pipe);
+    if f(&pipe.io) {
+        let mut spare = crate::sync::lock(&SPARE);
+        if spare.len() < MAX_SPARE {
+            spare.push(pipe);
+        }
     }
-    Some(r)
+    Some(())
+}
+
+/// Whether may's cancel flag may be set for the calling greenlet: a kill's cancel was sent (or
+/// is being sent) and the kill machinery has not cleared it. Conservative: `true` when unsure.
+pub(crate) fn cancel_may_be_set() -> bool {
+    super::with_current_meta(|m| {
+        let state = m.kill.cancel.load(Ordering::SeqCst);
+        (state == SENT || (state == UNDECIDED && m.kill.requested()))
+            && !m.kill.cleared.load(Ordering::SeqCst)
+    })
+    .unwrap_or(true)
 }
 
 /// After the greenlet moved back to its home thread (`hop::return_home`), whose waits may have

@@ -41,6 +41,9 @@ pub(crate) struct Registered<T: AsIoData + Send + 'static> {
     elsewhere: OnceLock<Box<[OnceLock<Registered<T>>]>>,
 }
 
+/// The readiness flag that may's `WaitIoWaker::wakeup` sets (`wait_io.rs`).
+pub(crate) const WAKER_BIT: usize = 0x8000_0000;
+
 /// A socket registration that can be made again, for the calling greenlet's worker, on a
 /// duplicate of its descriptor ([`Registered::here`]).
 pub(crate) trait Again: Sized {
@@ -91,10 +94,13 @@ impl<T: AsIoData + Send + 'static> Registered<T> {
     }
 
     /// [`wait_io`](Self::wait_io), but continuing on whichever thread woke the greenlet.
-    pub(crate) fn wait_io_anywhere(&self) {
+    /// Returns may's readiness flags of the wait (`WAKER_BIT` set when a `WaitIoWaker` ended
+    /// it).
+    pub(crate) fn wait_io_anywhere(&self) -> usize {
         let before = hop::thread_number();
-        self.io().wait_io();
+        let flags = self.io().wait_io();
         self.tails.waited(before, hop::thread_number());
+        flags
     }
 
     /// The registration to wait on from the calling greenlet: this one if it is with the

@@ -146,14 +146,38 @@ impl Meta {
             }
         }
         // Pairs with the fence in `Inner::run`: either the greenlet sees the kill before its
-        // body starts, or we see its coroutine here and cancel it.
+        // body starts, or the cancel below sees its coroutine and cancels it.
         fence(Ordering::SeqCst);
+        // may's cancel wakes a parked coroutine on the caller's worker: it is sent from the
+        // greenlet's own (issue 14), where it also runs between the greenlet's switches.
+        let here = crate::deadline::home::worker() == Some(self.home);
+        match self.me.get().and_then(std::sync::Weak::upgrade) {
+            Some(me) if !here => {
+                let send = move || me.meta().send_cancel();
+                crate::deadline::home::wake_on(
+                    self.home,
+                    crate::deadline::home::Wake::Call(Box::new(send)),
+                );
+            }
+            _ => self.send_cancel(),
+        }
+        true
+    }
+
+    /// Sends may's cancel for the kill request that won, on the greenlet's worker (or from a
+    /// thread that is not a worker when the greenlet has none).
+    fn send_cancel(&self) {
+        if !self.running.load(Ordering::Acquire) {
+            // Finished meanwhile (it ran on this worker since the request): nothing to wake.
+            self.kill.cancel.store(NO_CANCEL, Ordering::SeqCst);
+            return;
+        }
         if self.kill.panicked.load(Ordering::SeqCst) {
             // Unwinding from a panic of its own: that unwind ends it, and a cancel now would
             // make may raise a second unwind inside a destructor. If the panic turns out to be
             // caught, its next blocking point delivers the kill (`caught_panic`).
             self.kill.cancel.store(NO_CANCEL, Ordering::SeqCst);
-            return true;
+            return;
         }
         match self.co.get() {
             Some(co) => {
@@ -174,7 +198,6 @@ impl Meta {
             }
             None => self.kill.cancel.store(NO_CANCEL, Ordering::SeqCst),
         }
-        true
     }
 
     /// Waits until the winning kill request has decided whether to send may's cancel and, if
@@ -183,6 +206,8 @@ impl Meta {
     fn cancel_call_done(&self) -> u8 {
         let mut state = self.kill.cancel.load(Ordering::SeqCst);
         while state == UNDECIDED || (state == SENT && !self.kill.sent.load(Ordering::SeqCst)) {
+            // The cancel may wait in this worker's mailbox (`request_kill`).
+            crate::deadline::drain();
             std::thread::yield_now();
             state = self.kill.cancel.load(Ordering::SeqCst);
         }
@@ -194,7 +219,9 @@ impl Meta {
     fn absorb_cancel(&self) {
         let mut state = self.kill.cancel.load(Ordering::SeqCst);
         while state == UNDECIDED && self.kill.requested() {
-            // The killer is between its two stores, a few instructions away.
+            // The killer is between its two stores, a few instructions away, or its cancel
+            // waits in this worker's mailbox (`request_kill`).
+            crate::deadline::drain();
             std::thread::yield_now();
             state = self.kill.cancel.load(Ordering::SeqCst);
         }
@@ -589,6 +616,7 @@ pub(crate) fn restore_cancel_after_hop() {
     super::with_current_meta(|m| {
         let mut state = m.kill.cancel.load(Ordering::SeqCst);
         while state == UNDECIDED && m.kill.requested() {
+            crate::deadline::drain();
             std::thread::yield_now();
             state = m.kill.cancel.load(Ordering::SeqCst);
         }

@@ -78,6 +78,8 @@ struct Meta {
     wait: dump::WaitSlot,
     /// The may worker it runs on, from start to end (`deadline::home`).
     home: usize,
+    /// Itself, for work posted to its worker (a kill's cancel).
+    me: OnceLock<std::sync::Weak<dyn Erased>>,
 }
 
 struct Slot<T> {
@@ -153,6 +155,7 @@ impl Meta {
             spawned_at,
             wait: dump::WaitSlot::default(),
             home,
+            me: OnceLock::new(),
         }
     }
 

@@ -178,7 +178,9 @@ impl Builder {
             builder = builder.stack_size(config::stack_words(bytes));
         }
         let theirs = inner.clone();
-        dump::register(&(inner.clone() as Arc<dyn Erased>));
+        let erased = inner.clone() as Arc<dyn Erased>;
+        let _ = inner.meta.me.set(Arc::downgrade(&erased));
+        dump::register(&erased);
         if let Err(e) = raw_spawn(builder, move || theirs.run(f)) {
             dump::unregister(inner.meta.id);
             return Err(e);

@@ -430,43 +430,47 @@ fn a_kill_during_a_loop_of_yield_now_unwinds_on_the_greenlets_own_thread() {
     let seen = Seen::new(1);
     let theirs = seen.clone();
     let rounds = scaled(150, 40);
-    bounded("kill vs yield_now loop", Duration::from_secs(120), move || {
-        for round in 0..rounds {
-            let seen = theirs.clone();
-            let spinner = greenlet::spawn(move || {
-                // A neighbour on the same worker that computes 200 µs between yields keeps
-                // the inbox rounds of `yield_now` parked long enough for kills to land there.
-                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let halt = stop.clone();
-                let _neighbour = greenlet::spawn(move || {
-                    while !halt.load(Ordering::Relaxed) {
-                        let t = std::time::Instant::now();
-                        while t.elapsed() < us(200) {
-                            std::hint::spin_loop();
+    bounded(
+        "kill vs yield_now loop",
+        Duration::from_secs(120),
+        move || {
+            for round in 0..rounds {
+                let seen = theirs.clone();
+                let spinner = greenlet::spawn(move || {
+                    // A neighbour on the same worker that computes 200 µs between yields keeps
+                    // the inbox rounds of `yield_now` parked long enough for kills to land there.
+                    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let halt = stop.clone();
+                    let _neighbour = greenlet::spawn(move || {
+                        while !halt.load(Ordering::Relaxed) {
+                            let t = std::time::Instant::now();
+                            while t.elapsed() < us(200) {
+                                std::hint::spin_loop();
+                            }
+                            greenlet::yield_now();
                         }
+                    });
+                    let _stop = StopOnDrop(stop);
+                    let _guard = Guard {
+                        made_on: tid(),
+                        seen,
+                        kind: 0,
+                    };
+                    loop {
                         greenlet::yield_now();
                     }
                 });
-                let _stop = StopOnDrop(stop);
-                let _guard = Guard {
-                    made_on: tid(),
-                    seen,
-                    kind: 0,
-                };
-                loop {
-                    greenlet::yield_now();
+                std::thread::sleep(us(2000 + (round as u64 * 997) % 5000));
+                if round % 2 == 0 {
+                    spinner.kill();
+                } else {
+                    let v = spinner.handle();
+                    greenlet::spawn(move || v.kill()).join();
                 }
-            });
-            std::thread::sleep(us(2000 + (round as u64 * 997) % 5000));
-            if round % 2 == 0 {
-                spinner.kill();
-            } else {
-                let v = spinner.handle();
-                greenlet::spawn(move || v.kill()).join();
+                assert!(spinner.get().is_err());
             }
-            assert!(spinner.get().is_err());
-        }
-    });
+        },
+    );
     seen.assert_none_moved("kill vs yield_now loop", &["yield_now loop"]);
 }
 

@@ -198,37 +198,42 @@ impl AsRawFd for EventFd {
 
 /// Duplicates `fd` onto a descriptor number `≡ worker (mod workers)`, so that may registers it
 /// with that worker's selector (`epoll.rs`: `fd % selectors`), and closes the original. Keeps
-/// `fd` when its number already fits.
-pub(crate) fn place_fd_on(fd: OwnedFd, worker: usize) -> io::Result<OwnedFd> {
+/// `fd` when its number already fits, or when no duplicate can be made (out of descriptors:
+/// the socket then works, and its waiters move back to their worker after each wake-up).
+pub(crate) fn place_fd_on(fd: OwnedFd, worker: usize) -> OwnedFd {
     let n = workers();
-    let mut raw = fd.as_raw_fd();
-    if n == 1 || raw as usize % n == worker {
-        return Ok(fd);
+    if n == 1 || fd.as_raw_fd() as usize % n == worker {
+        return fd;
     }
     let mut tried = Vec::new();
+    let mut from = fd.as_raw_fd() + 1;
     loop {
         // SAFETY: F_DUPFD_CLOEXEC on an open descriptor returns a new descriptor that we own
-        // (or -1); its lowest free number is at least `raw + 1`.
-        let d = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, raw + 1) };
+        // (or -1); its lowest free number is at least `from`.
+        let d = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, from) };
         if d < 0 {
-            return Err(io::Error::last_os_error());
+            log::debug!(
+                "cannot place a descriptor on worker {worker}'s selector ({})",
+                io::Error::last_os_error()
+            );
+            return fd;
         }
         // SAFETY: `d` was just returned by fcntl and is owned by nobody else.
         let dup = unsafe { OwnedFd::from_raw_fd(d) };
         if d as usize % n == worker {
             // `tried` and `fd` close here.
-            return Ok(dup);
+            return dup;
         }
-        raw = d;
+        from = d + 1;
         tried.push(dup);
     }
 }
 
 /// [`place_fd_on`] the calling greenlet's worker; on a plain thread the descriptor is kept.
-pub(crate) fn place_fd(fd: OwnedFd) -> io::Result<OwnedFd> {
+pub(crate) fn place_fd(fd: OwnedFd) -> OwnedFd {
     match worker() {
         Some(w) if may::coroutine::is_coroutine() => place_fd_on(fd, w),
-        _ => Ok(fd),
+        _ => fd,
     }
 }
 
@@ -247,7 +252,7 @@ pub(crate) fn place_dup(fd: RawFd) -> io::Result<Option<OwnedFd>> {
                 return Err(io::Error::last_os_error());
             }
             // SAFETY: `d` was just returned by fcntl and is owned by nobody else.
-            place_fd_on(unsafe { OwnedFd::from_raw_fd(d) }, w).map(Some)
+            Ok(Some(place_fd_on(unsafe { OwnedFd::from_raw_fd(d) }, w)))
         }
         _ => Ok(None),
     }
@@ -276,7 +281,12 @@ fn mailbox(h: usize) -> io::Result<Arc<Mailbox>> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `raw` was just returned by eventfd and is owned by nobody else.
-    let fd = place_fd_on(unsafe { OwnedFd::from_raw_fd(raw) }, h)?;
+    let fd = place_fd_on(unsafe { OwnedFd::from_raw_fd(raw) }, h);
+    if fd.as_raw_fd() as usize % workers() != h {
+        return Err(io::Error::other(
+            "no descriptor number for the worker's selector",
+        ));
+    }
     let mb = Arc::new(Mailbox {
         queue: Mutex::new(Vec::new()),
         armed: AtomicBool::new(false),

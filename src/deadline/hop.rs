@@ -1,13 +1,14 @@
-//! Moving a greenlet to another OS thread on purpose: off may's timer thread onto a free
-//! worker, and back to the thread its unwind started on before the unwind is caught; and
-//! queueing it behind its worker's inbox when a loop of `yield_now` would starve the inbox.
+//! Keeping a greenlet on its own worker (issue 14): the map of worker threads (and the check,
+//! at start, that may does not steal coroutines between them), the backstop that moves a
+//! greenlet back to its worker when a switch resumed it elsewhere ([`stay_home`]), and
+//! queueing a greenlet behind its worker's inbox when a loop of `yield_now` would starve the
+//! inbox.
 //!
 //! may offers no way to queue an existing coroutine to a chosen worker, but it can spawn one
-//! there (`Builder::id`), and an unpark made by a coroutine running on a worker queues the
-//! unparked one to that worker's local queue. So the greenlet parks, a tiny helper coroutine
-//! is queued to the wanted worker(s), and the first helper to run unparks it from there. An
-//! unpark that comes before the park leaves the greenlet where it was; a helper stolen by
-//! another worker unparks it from the wrong one: the callers check and try again.
+//! there (`Builder::id`), and an unpark made on a worker queues the unparked coroutine to that
+//! worker's local queue. So to move, the greenlet parks and has its wake-up performed on the
+//! wanted worker (a helper spawned there, or that worker's mailbox: `home`). An unpark that
+//! comes before the park leaves the greenlet where it was: the callers check and try again.
 
 use std::cell::Cell;
 use std::sync::Arc;

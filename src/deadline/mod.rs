@@ -147,8 +147,8 @@ pub(crate) fn park(what: &'static str, blocker: &Arc<Parker>, deadline: Option<I
         }
         if may_left.is_some() {
             // Only may's timer resumes a coroutine on its own thread; without a may time-out
-            // the waker is a worker, the crate's timer (through a worker) or a plain thread
-            // (through a worker's inbox), so the check is skipped on this hot path.
+            // every wake-up comes through the greenlet's own worker (`home`), and
+            // `stay_home` above has checked anyway.
             leave_timer_thread();
         }
         match r {

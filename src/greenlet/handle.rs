@@ -92,12 +92,12 @@ impl GreenletRef {
         top != 0 && sp <= top.saturating_add(64 * 1024) && sp >= top.saturating_sub(size)
     }
 
-    /// Interrupts the greenlet because its [`Timeout`](crate::Timeout) expired.
     /// The worker the greenlet lives on.
     pub(crate) fn home(&self) -> usize {
         self.0.meta().home
     }
 
+    /// Interrupts the greenlet because its [`Timeout`](crate::Timeout) expired.
     pub(crate) fn interrupt_timeout(&self) {
         self.0.meta().request_kill(TIMED_OUT);
     }

@@ -56,7 +56,8 @@ pub(crate) fn run_first_coroutine() {
     }
 }
 
-/// Queues a tiny coroutine running `f` (which must not block) to worker `worker`'s queue.
+/// Queues a raw coroutine (not a greenlet) running `f` to worker `worker`'s inbox; it runs on
+/// that worker. `f` may block only through may's own waits (the mailbox daemons do, for ever).
 /// Returns `false` if it could not be spawned.
 pub(crate) fn spawn_on_worker(worker: usize, f: impl FnOnce() + Send + 'static) -> bool {
     let spawned = panic::quietly(|| {

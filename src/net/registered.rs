@@ -153,7 +153,7 @@ pub(crate) fn register_fd<T: std::os::fd::FromRawFd>(
     what: &str,
 ) -> std::io::Result<T> {
     use std::os::fd::IntoRawFd;
-    let fd = crate::deadline::home::place_fd(fd)?.into_raw_fd();
+    let fd = crate::deadline::home::place_fd(fd).into_raw_fd();
     let registered = crate::panic::quietly(|| {
         std::panic::catch_unwind(|| {
             // SAFETY: `fd` is an open socket that nothing else owns (just taken out of its
@@ -278,7 +278,8 @@ fn queue_release(thread: u64) {
 /// the next thread it waits for.
 fn release(thread: u64) {
     if hop::thread_number() != thread {
-        // Run by another worker (work stealing): move there, or queue another helper.
+        // Not run where it was queued (may's workers no longer steal, so this is a guard):
+        // move there, or queue another helper.
         hop::to_thread(thread);
         if hop::thread_number() != thread {
             return queue_release(thread);

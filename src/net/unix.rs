@@ -40,7 +40,7 @@ impl<S: AsRawFd + From<OwnedFd> + Into<OwnedFd>> Sock<S> {
     /// Registers `sock` (and makes it non-blocking), on the calling greenlet's worker.
     fn new(sock: S) -> io::Result<Sock<S>> {
         crate::config::ensure_started();
-        let sock = S::from(crate::deadline::home::place_fd(sock.into())?);
+        let sock = S::from(crate::deadline::home::place_fd(sock.into()));
         let io = CoIo::new(Watched(sock.as_raw_fd())).map_err(io::Error::from)?;
         Ok(Sock { io, sock })
     }

@@ -10,8 +10,8 @@
 //! time-out:
 //!
 //! - in a greenlet, the wait is may's `WaitIo::wait_io` (readiness, or a kill), and the crate's
-//!   timer ([`crate::deadline`]) wakes it at the deadline through its `WaitIoWaker`, from
-//!   whichever worker is free;
+//!   timer ([`crate::deadline`]) wakes it at the deadline through its `WaitIoWaker`, on the
+//!   greenlet's own worker (`deadline::home`);
 //! - on a plain thread, the wait is `poll(2)` on the descriptor, with the time left rounded
 //!   up to whole milliseconds (never early), so no may machinery is involved at all.
 //!

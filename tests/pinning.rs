@@ -278,12 +278,18 @@ fn an_rc_from_a_thread_local_held_across_a_socket_read_stays_on_its_thread() {
                             let mine = SHARED.with(Rc::clone);
                             let before = tid();
                             let a2 = a.clone();
+                            // The next round's writer must not overlap this one: two writes
+                            // at once through `&TcpStream` fail with `ResourceBusy`.
+                            let written = Arc::new(Event::new());
+                            let done = written.clone();
+                            let write = move || {
+                                (&*a2).write_all(b"r").unwrap();
+                                done.set();
+                            };
                             if round % 2 == 0 {
-                                std::thread::spawn(move || (&*a2).write_all(b"r").unwrap());
+                                std::thread::spawn(write);
                             } else {
-                                std::thread::spawn(move || {
-                                    greenlet::spawn(move || (&*a2).write_all(b"r").unwrap())
-                                });
+                                std::thread::spawn(move || greenlet::spawn(write));
                             }
                             let mut buf = [0u8; 1];
                             b.read_exact(&mut buf).unwrap();
@@ -292,6 +298,7 @@ fn an_rc_from_a_thread_local_held_across_a_socket_read_stays_on_its_thread() {
                                 seen.moved[0].fetch_add(1, Ordering::Relaxed);
                             }
                             mine.set(mine.get() + 1);
+                            written.wait();
                         }
                     })
                 })

@@ -108,14 +108,14 @@ fn steal_probe() -> bool {
         return false;
     };
     // Let it park (an unpark before the park would resume it in place: no verdict then).
-    std::thread::sleep(Duration::from_millis(1));
+    std::thread::sleep(Duration::from_micros(500));
     let (busy_tx, busy_rx) = mpsc::channel();
     // On worker 1: queues it on worker 1's local queue, then computes without yielding.
     let unparker = crate::greenlet::spawn_on_worker(1, move || {
         blocker.unpark();
         let _ = busy_tx.send(thread_number());
         let t = Instant::now();
-        while t.elapsed() < Duration::from_millis(5) {
+        while t.elapsed() < Duration::from_millis(2) {
             std::hint::spin_loop();
         }
     });
@@ -125,8 +125,17 @@ fn steal_probe() -> bool {
     let Ok(busy) = busy_rx.recv_timeout(Duration::from_secs(60)) else {
         return false;
     };
-    // Wake worker 0 with nothing to do: a stealing worker then takes from worker 1.
-    crate::greenlet::spawn_on_worker(0, || ());
+    // Wake worker 0 with nothing to do, again and again while worker 1 computes: a stealing
+    // worker then takes from worker 1.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(2) {
+        crate::greenlet::spawn_on_worker(0, || ());
+        match rx.recv_timeout(Duration::from_micros(200)) {
+            Ok(resumed_on) => return resumed_on != busy,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+        }
+    }
     rx.recv_timeout(Duration::from_secs(60))
         .is_ok_and(|resumed_on| resumed_on != busy)
 }

@@ -123,45 +123,43 @@ struct Mailbox {
     /// Set by the poster that writes the eventfd; cleared by the daemon before it takes the
     /// queue (so a post after that take writes again).
     armed: AtomicBool,
-    /// The eventfd (the daemon's registration holds the same descriptor).
-    fd: RawFd,
+    /// The eventfd (the daemon's registration holds the same descriptor); `None` when it
+    /// could not be made: a helper coroutine queued to the worker's inbox then empties the
+    /// queue (`Builder::id`: slower, and it allocates).
+    fd: Option<RawFd>,
 }
 
-/// Each worker's mailbox, `None` for one that could not be made.
-static MAILBOXES: OnceLock<Vec<Option<Arc<Mailbox>>>> = OnceLock::new();
+/// Each worker's mailbox (made while the runtime starts).
+static MAILBOXES: OnceLock<Vec<Arc<Mailbox>>> = OnceLock::new();
 
 fn mailbox_of(worker: usize) -> Option<&'static Arc<Mailbox>> {
-    MAILBOXES.get()?.get(worker)?.as_ref()
+    MAILBOXES.get()?.get(worker)
 }
 
-/// Queues `wake` to worker `home`'s mailbox. A worker without one (its eventfd could not be
-/// made) gets a helper coroutine queued to its inbox instead (`Builder::id`: slower, and
-/// it allocates), which performs the wake-up there.
+/// Queues `wake` to worker `home`'s mailbox, which its daemon (or a helper, or any of its
+/// greenlets at a blocking point) empties on that worker.
 fn post(home: usize, wake: Wake) {
     let Some(mb) = mailbox_of(home) else {
-        let wake = Arc::new(Mutex::new(Some(wake)));
-        let theirs = wake.clone();
-        let helper = move || {
-            if let Some(w) = lock(&theirs).take() {
-                w.run();
-            }
-        };
-        if !crate::greenlet::spawn_on_worker(home, helper) {
-            // No stack for a helper either: wake here; the woken greenlet moves back after
-            // it resumes (`hop::stay_home`).
-            log::error!("cannot queue a wake-up to worker {home}; performed here");
-            if let Some(w) = lock(&wake).take() {
-                w.run();
-            }
-        }
-        return;
+        // Before the mailboxes exist (the runtime is starting): nothing of ours is parked.
+        return wake.run();
     };
     lock(&mb.queue).push(wake);
-    if !mb.armed.swap(true, Ordering::SeqCst) {
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: `mb.fd` is an eventfd that lives as long as the process (its daemon loops
-        // for ever and catches the panics of what it runs), and `one` is 8 readable bytes.
-        unsafe { libc::write(mb.fd, one.as_ptr().cast(), one.len()) };
+    if mb.armed.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    match mb.fd {
+        Some(fd) => {
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: `fd` is an eventfd that lives as long as the process (its daemon loops
+            // for ever and catches the panics of what it runs), and `one` is 8 readable bytes.
+            unsafe { libc::write(fd, one.as_ptr().cast(), one.len()) };
+        }
+        None => {
+            if !crate::greenlet::spawn_on_worker(home, move || drain_slow(mb)) {
+                // The worker's next blocking point empties it (`drain`).
+                log::error!("cannot queue a helper to worker {home}'s wake-ups");
+            }
+        }
     }
 }
 
@@ -264,11 +262,14 @@ pub(crate) fn place_dup(fd: RawFd) -> io::Result<Option<OwnedFd>> {
 pub(crate) fn start_mailboxes() {
     let boxes = (0..workers())
         .map(|h| {
-            mailbox(h)
-                .inspect_err(|e| {
-                    log::error!("cannot make worker {h}'s wake-up mailbox ({e}); helpers instead");
+            mailbox(h).unwrap_or_else(|e| {
+                log::error!("cannot make worker {h}'s wake-up eventfd ({e}); helpers instead");
+                Arc::new(Mailbox {
+                    queue: Mutex::new(Vec::new()),
+                    armed: AtomicBool::new(false),
+                    fd: None,
                 })
-                .ok()
+            })
         })
         .collect();
     let _ = MAILBOXES.set(boxes);
@@ -290,7 +291,7 @@ fn mailbox(h: usize) -> io::Result<Arc<Mailbox>> {
     let mb = Arc::new(Mailbox {
         queue: Mutex::new(Vec::new()),
         armed: AtomicBool::new(false),
-        fd: fd.as_raw_fd(),
+        fd: Some(fd.as_raw_fd()),
     });
     let io = may::io::CoIo::new(EventFd(fd)).map_err(io::Error::from)?;
     let theirs = mb.clone();

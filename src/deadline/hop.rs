@@ -86,8 +86,9 @@ pub(crate) fn learn_workers() {
 /// local queue while worker 1 computes for a few milliseconds and worker 0 is woken with
 /// nothing to do; with stealing, worker 0 runs it.
 fn work_stealing() -> bool {
-    // Twice, both must see it: a false verdict needs the park to lose a race twice.
-    steal_probe() && steal_probe()
+    // A probe never sees stealing where there is none (every step is checked), but a
+    // stealing build is not caught by every probe: up to three.
+    (0..3).any(|_| steal_probe())
 }
 
 fn steal_probe() -> bool {
@@ -107,8 +108,21 @@ fn steal_probe() -> bool {
     let Ok(blocker) = blocker_rx.recv_timeout(Duration::from_secs(60)) else {
         return false;
     };
-    // Let it park (an unpark before the park would resume it in place: no verdict then).
-    std::thread::sleep(Duration::from_micros(500));
+    // Wait until it has parked (an unpark before the park would resume it in place, on
+    // worker 0: a false verdict). Worker 0 runs this second coroutine only once the first
+    // has switched out, which it does only by parking.
+    let (parked_tx, parked_rx) = mpsc::channel();
+    if !crate::greenlet::spawn_on_worker(0, move || {
+        let _ = parked_tx.send(thread_number());
+    }) {
+        return false;
+    }
+    match parked_rx.recv_timeout(Duration::from_secs(60)) {
+        // A coroutine queued to worker 0 ran elsewhere: stolen.
+        Ok(ran_on) if worker_of(ran_on) != Some(0) => return true,
+        Ok(_) => {}
+        Err(_) => return false,
+    }
     let (busy_tx, busy_rx) = mpsc::channel();
     // On worker 1: queues it on worker 1's local queue, then computes without yielding.
     let unparker = crate::greenlet::spawn_on_worker(1, move || {
@@ -125,6 +139,10 @@ fn steal_probe() -> bool {
     let Ok(busy) = busy_rx.recv_timeout(Duration::from_secs(60)) else {
         return false;
     };
+    if worker_of(busy) != Some(1) {
+        // Queued to worker 1, run elsewhere: stolen.
+        return true;
+    }
     // Wake worker 0 with nothing to do, again and again while worker 1 computes: a stealing
     // worker then takes from worker 1.
     let t = Instant::now();
@@ -237,8 +255,15 @@ pub(crate) fn return_home(worker: Option<usize>) {
     };
     let mut cleared = false;
     let mut starved_since: Option<Instant> = None;
+    let mut rounds = 0u32;
     while home::worker() != Some(worker) {
         HOPS.fetch_add(1, Ordering::Relaxed);
+        rounds += 1;
+        if rounds > 100_000 {
+            // Each round's wake-up was performed here instead of at home (no mailbox, no
+            // helper could be queued): it cannot go back.
+            foreign_for_good("its worker's wake-ups cannot be delivered there");
+        }
         if !crate::greenlet::kill::cancel_may_be_set() {
             let parked = crate::sync::waiters::Retire::new();
             home::wake_on(worker, Wake::Unpark(parked.blocker().clone()));

@@ -151,9 +151,15 @@ impl Meta {
         // may's cancel wakes a parked coroutine on the caller's worker: it is sent from the
         // greenlet's own (issue 14), where it also runs between the greenlet's switches.
         let here = crate::deadline::home::worker() == Some(self.home);
-        match self.me.get().and_then(std::sync::Weak::upgrade) {
+        match self.me.get() {
             Some(me) if !here => {
-                let send = move || me.meta().send_cancel();
+                let me = me.clone();
+                let send = move || {
+                    if let Some(g) = me.upgrade() {
+                        g.meta().send_cancel();
+                        super::drop_elsewhere(g);
+                    }
+                };
                 crate::deadline::home::wake_on(
                     self.home,
                     crate::deadline::home::Wake::Call(Box::new(send)),
@@ -167,8 +173,10 @@ impl Meta {
     /// Sends may's cancel for the kill request that won, on the greenlet's worker (or from a
     /// thread that is not a worker when the greenlet has none).
     fn send_cancel(&self) {
-        if !self.running.load(Ordering::Acquire) {
-            // Finished meanwhile (it ran on this worker since the request): nothing to wake.
+        if !self.running.load(Ordering::Acquire) || self.kill.delivered.load(Ordering::SeqCst) {
+            // Finished meanwhile, or its unwind already started on the reason alone (killed
+            // before its body ran): nothing to wake, and nothing to count as undelivered.
+            // (This runs on the greenlet's worker, between its switches.)
             self.kill.cancel.store(NO_CANCEL, Ordering::SeqCst);
             return;
         }
@@ -327,7 +335,9 @@ fn after_wait_io_slow() {
         {
             // Set the flag again, so that handling the kill below finds it set and clears it
             // (a `wait_io` that ended at once also left may's "Canceled" in the parameter
-            // slot: clearing the flag takes it).
+            // slot: clearing the flag takes it). It is not cleared yet, whatever an earlier
+            // clear recorded.
+            m.kill.cleared.store(false, Ordering::SeqCst);
             // SAFETY: as in `request_kill`; the coroutine is the running one.
             unsafe { co.cancel() };
         }

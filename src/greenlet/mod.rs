@@ -359,6 +359,20 @@ fn with_current_meta<R>(f: impl FnOnce(&Meta) -> R) -> Option<R> {
     CURRENT.with(|c| c.borrow().as_ref().map(|g| f(g.0.0.meta())))
 }
 
+/// Drops a greenlet handle on a plain thread when it may be the last one: the result's own
+/// destructor may block, which must not happen inside a worker's mailbox (`deadline::home`).
+fn drop_elsewhere(g: Arc<dyn Erased>) {
+    if Arc::strong_count(&g) > 1 {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("greenlet-drop".into())
+        .spawn(move || drop(g));
+    if let Err(e) = spawned {
+        log::warn!("cannot start a thread to drop a finished greenlet ({e}); dropped here");
+    }
+}
+
 /// The worker the calling greenlet lives on (`None` outside a greenlet).
 pub(crate) fn current_home() -> Option<usize> {
     with_current_meta(|m| m.home)

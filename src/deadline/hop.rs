@@ -48,7 +48,6 @@ pub(crate) fn learn_workers() {
     for index in 0..workers {
         let tx = tx.clone();
         crate::greenlet::spawn_on_worker(index, move || {
-            super::mark_worker_thread();
             super::home::set_worker(index);
             let _ = tx.send((thread_number(), index));
         });

@@ -14,7 +14,7 @@
 //! - socket time-outs are kept the same way (`net::wait`): may is never given one;
 //! - where may must still be given a time-out (no timer thread), it is rounded **up** to whole
 //!   milliseconds, at least 1 ms ([`may_timeout`]); a greenlet that may's timer then wakes on
-//!   may's timer thread moves to a worker before it runs on ([`leave_timer_thread`]).
+//!   may's timer thread moves back to its worker before it runs on (`hop::stay_home`).
 //!
 //! The contract every timed API of the crate states: **a timed wait never returns before its
 //! deadline, never hangs, and on an idle machine returns within about 2 ms after it.**
@@ -24,7 +24,6 @@ pub(crate) mod hop;
 mod reaper;
 pub(crate) mod timer;
 
-use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -145,12 +144,6 @@ pub(crate) fn park(what: &'static str, blocker: &Arc<Parker>, deadline: Option<I
         if let Some(armed) = armed {
             timer::disarm(armed);
         }
-        if may_left.is_some() {
-            // Only may's timer resumes a coroutine on its own thread; without a may time-out
-            // every wake-up comes through the greenlet's own worker (`home`), and
-            // `stay_home` above has checked anyway.
-            leave_timer_thread();
-        }
         match r {
             // By a notifier or by the timer: the caller re-checks its condition, then calls
             // again, and the deadline check above ends the wait.
@@ -162,38 +155,9 @@ pub(crate) fn park(what: &'static str, blocker: &Arc<Parker>, deadline: Option<I
     }
 }
 
-thread_local! {
-    /// Set on the threads where a greenlet has started: may's workers. may's timer thread
-    /// never starts one (a new coroutine is always queued to a worker).
-    static WORKER: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Marks the calling thread as a worker (called as each greenlet starts).
-pub(crate) fn mark_worker_thread() {
-    WORKER.with(|w| w.set(true));
-}
-
-/// Whether the calling thread is a worker. Not inlined: the thread-local's address must be
-/// computed afresh after a park (the greenlet may resume on another thread), and the compiler
-/// may otherwise keep it across the park.
-#[inline(never)]
-pub(crate) fn on_worker() -> bool {
-    WORKER.with(Cell::get)
-}
-
 pub(crate) use home::drain;
 pub(crate) use reaper::retire;
 pub(crate) use timer::{ARMED, Armed, CANCELLED, FIRED, arm_interrupt, arm_io, disarm};
-
-/// Inside a greenlet woken on a thread that is not a worker (may's timer thread runs the
-/// coroutines whose timer fired), moves the greenlet back to its worker, so that none of its
-/// code runs on the timer thread (see [`hop`]).
-#[inline]
-pub(crate) fn leave_timer_thread() {
-    if may::coroutine::is_coroutine() && !on_worker() {
-        hop::return_home(crate::greenlet::current_home());
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -236,7 +236,6 @@ impl<T: Send + 'static> Inner<T> {
     /// The body of every greenlet's coroutine.
     fn run<F: FnOnce() -> T>(self: Arc<Self>, f: F) {
         let meta = &self.meta;
-        crate::deadline::mark_worker_thread();
         if let Some(co) = may_current() {
             let _ = meta.co.set(co);
         }
@@ -371,11 +370,6 @@ fn drop_elsewhere(g: Arc<dyn Erased>) {
     if let Err(e) = spawned {
         log::warn!("cannot start a thread to drop a finished greenlet ({e}); dropped here");
     }
-}
-
-/// The worker the calling greenlet lives on (`None` outside a greenlet).
-pub(crate) fn current_home() -> Option<usize> {
-    with_current_meta(|m| m.home)
 }
 
 pub(crate) fn current_id() -> Option<u64> {

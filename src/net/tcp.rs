@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::addr::{ToSocketAddrs, each_addr};
-use super::registered::{Registered, register_fd};
+use super::registered::{Again, Registered, register_fd};
 use super::wait::{self, Interest, IoTimeout};
 
 /// A TCP connection whose blocking calls park only the calling greenlet (gevent's socket).
@@ -308,7 +308,7 @@ impl TcpStream {
         if let Some(w) = self.writer.get() {
             return Ok(w);
         }
-        let clone = register_fd(self.inner.inner().try_clone()?.into(), "connection")?;
+        let clone = self.inner.again()?;
         // If another greenlet raced us here, keep its clone and drop ours.
         Ok(self.writer.get_or_init(|| Writer {
             busy: AtomicBool::new(false),
@@ -547,10 +547,7 @@ impl TcpListener {
     /// As [`std::net::TcpListener::try_clone`].
     pub fn try_clone(&self) -> io::Result<TcpListener> {
         Ok(TcpListener {
-            inner: Registered::new(register_fd(
-                self.inner.inner().try_clone()?.into(),
-                "listener",
-            )?),
+            inner: Registered::new(self.inner.again()?),
             gate: wait::Gate::default(),
         })
     }

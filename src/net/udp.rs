@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use super::addr::{ToSocketAddrs, each_addr};
-use super::registered::{Registered, register_fd};
+use super::registered::{Again, Registered, register_fd};
 use super::tcp::check_timeout;
 use super::wait::{self, Interest, IoTimeout};
 
@@ -168,13 +168,9 @@ impl UdpSocket {
                     || op(sys),
                 )
             }
-            Interest::Write => self.send_side.send(
-                what,
-                &self.inner,
-                || register_fd(self.inner.inner().try_clone()?.into(), "socket"),
-                None,
-                |s| op(s.inner()),
-            ),
+            Interest::Write => self
+                .send_side
+                .send(what, &self.inner, None, |s| op(s.inner())),
         }
     }
 
@@ -203,10 +199,7 @@ impl UdpSocket {
     /// As std.
     pub fn try_clone(&self) -> io::Result<UdpSocket> {
         Ok(UdpSocket {
-            inner: Registered::new(register_fd(
-                self.inner.inner().try_clone()?.into(),
-                "socket",
-            )?),
+            inner: Registered::new(self.inner.again()?),
             read_timeout: self.read_timeout.copy(),
             gate: wait::Gate::default(),
             send_side: wait::SendSide::default(),

@@ -684,13 +684,10 @@ impl UnixDatagram {
                     || op(sys),
                 )
             }
-            Interest::Write => self.send_side.send(
-                what,
-                &self.inner,
-                || Sock::new(self.inner.sock.try_clone()?),
-                self.write_timeout.get(),
-                |s| op(&s.sock),
-            ),
+            Interest::Write => {
+                self.send_side
+                    .send(what, &self.inner, self.write_timeout.get(), |s| op(&s.sock))
+            }
         }
     }
 }

@@ -178,13 +178,12 @@ impl<T: AsIoData + AsRawFd + Again + Send + 'static> Default for SendSide<T> {
 
 impl<T: AsIoData + AsRawFd + Again + Send + 'static> SendSide<T> {
     /// A send: a first try with `op` on `first` (the socket itself); only a send that would
-    /// block makes the send registration (with `make`, on first need) and waits there, with
-    /// `timeout`.
+    /// block makes the send registration (`Again::again` of `first`, on first need) and waits
+    /// there, with `timeout`.
     pub(crate) fn send<R>(
         &self,
         what: &'static str,
         first: &T,
-        make: impl FnOnce() -> io::Result<T>,
         timeout: Option<Duration>,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
@@ -192,7 +191,7 @@ impl<T: AsIoData + AsRawFd + Again + Send + 'static> SendSide<T> {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             other => return other,
         }
-        let (reg, gate) = self.get(make)?;
+        let (reg, gate) = self.get(|| first.again())?;
         io(what, reg, Some(gate), Interest::Write, timeout, || op(reg))
     }
 

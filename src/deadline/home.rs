@@ -235,27 +235,6 @@ pub(crate) fn place_fd(fd: OwnedFd) -> OwnedFd {
     }
 }
 
-/// For a registration of a descriptor the caller does not own (`monkey`): `None` when `fd`
-/// already maps to the calling greenlet's worker, otherwise a duplicate that does (to
-/// register instead, and to close after the registration is dropped).
-#[cfg_attr(not(all(feature = "monkey", target_os = "linux")), allow(dead_code))]
-pub(crate) fn place_dup(fd: RawFd) -> io::Result<Option<OwnedFd>> {
-    let n = workers();
-    match worker() {
-        Some(w) if n > 1 && fd as usize % n != w && may::coroutine::is_coroutine() => {
-            // SAFETY: F_DUPFD_CLOEXEC on the caller's open descriptor returns a new descriptor
-            // that we own (or -1).
-            let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-            if d < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `d` was just returned by fcntl and is owned by nobody else.
-            Ok(Some(place_fd_on(unsafe { OwnedFd::from_raw_fd(d) }, w)))
-        }
-        _ => Ok(None),
-    }
-}
-
 /// Makes each worker's mailbox and starts its daemon. Called once, while the runtime starts
 /// (after the workers are known). A worker whose mailbox cannot be made gets its wake-ups
 /// through helper coroutines instead ([`post`]).

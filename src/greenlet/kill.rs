@@ -434,6 +434,21 @@ impl Meta {
     }
 }
 
+/// Whether the calling greenlet has a kill (or a [`Timeout`](crate::Timeout)'s interrupt)
+/// sent but not yet delivered: `monkey`'s C hooks then fail at once instead of waiting, so
+/// that C and std loops that retry a call on `EINTR` end and reach a Rust blocking point.
+/// One relaxed load while no kill is pending anywhere.
+#[cfg_attr(not(all(feature = "monkey", target_os = "linux")), allow(dead_code))]
+pub(crate) fn pending() -> bool {
+    UNDELIVERED.load(Ordering::Relaxed) != 0
+        && super::with_current_meta(|m| {
+            m.kill.requested()
+                && !m.kill.delivered.load(Ordering::SeqCst)
+                && !m.kill.panicked.load(Ordering::SeqCst)
+        })
+        .unwrap_or(false)
+}
+
 /// For a blocking point that caught a kill's unwind to report it as an error (`monkey`'s C
 /// hooks, which cannot unwind into C): the kill is sent again, so the greenlet's next
 /// blocking point delivers it.

@@ -5,6 +5,9 @@
 //! - `echo/100x500`: 100 connections, each doing 500 round trips of 64 bytes, against an
 //!   echo server of the same runtime (greenlet `StreamServer`, tokio accept loop).
 //!   Throughput is in round trips.
+//! - `echo/std_monkey/100x500` (with `--features monkey`): the same over plain `std::net`
+//!   (a std accept loop and std clients, unmodified) under `monkey::patch_all`, measured after
+//!   the other two (patching is for the whole process).
 //! - `fetch/N`: N concurrent HTTP/1.1 GETs (`Connection: close`) of a loopback endpoint that
 //!   answers after 20 ms, all joined; the same tokio server, in a child process (so that each
 //!   process holds one end of each connection), answers every client.
@@ -145,7 +148,62 @@ fn echo(c: &mut Criterion) {
         })
     });
     server.abort();
+
+    #[cfg(all(feature = "monkey", target_os = "linux"))]
+    {
+        greenlet::monkey::patch_all();
+        let (addr, stop) = std_echo_server();
+        group.bench_function(BenchmarkId::new("std_monkey", &id), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| std_echo_clients(addr)).sum())
+        });
+        stop.kill();
+    }
     group.finish();
+}
+
+/// A std echo server in greenlets (an accept loop, a greenlet per connection), cooperative
+/// only through `monkey`.
+#[cfg(all(feature = "monkey", target_os = "linux"))]
+fn std_echo_server() -> (SocketAddr, greenlet::Greenlet<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = greenlet::spawn(move || {
+        while let Ok((mut c, _)) = listener.accept() {
+            c.set_nodelay(true).unwrap();
+            // Detached: it ends when its client closes.
+            drop(greenlet::spawn(move || {
+                let mut buf = [0; 4096];
+                while let Ok(n @ 1..) = c.read(&mut buf) {
+                    if c.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+    });
+    (addr, acceptor)
+}
+
+#[cfg(all(feature = "monkey", target_os = "linux"))]
+fn std_echo_clients(addr: SocketAddr) -> Duration {
+    let start = Instant::now();
+    let gs: Vec<_> = (0..ECHO_CONNS)
+        .map(|_| {
+            greenlet::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.set_nodelay(true).unwrap();
+                let (msg, mut back) = ([7u8; MSG], [0u8; MSG]);
+                for _ in 0..ECHO_TRIPS {
+                    s.write_all(&msg).unwrap();
+                    s.read_exact(&mut back).unwrap();
+                }
+            })
+        })
+        .collect();
+    for r in greenlet::joinall(gs) {
+        r.unwrap();
+    }
+    start.elapsed()
 }
 
 // ---- fetch ----

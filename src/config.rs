@@ -30,6 +30,9 @@ static MAX_GREENLETS: AtomicUsize = AtomicUsize::new(0); // 0 = no expectation s
 static MONITOR: Mutex<Option<Duration>> = Mutex::new(None); // None = off
 /// Set once `Config::monitor` was applied: the environment variable no longer counts.
 static MONITOR_SET: AtomicBool = AtomicBool::new(false);
+/// Set at start when the monitor's setting was chosen, by `Config::monitor` or by a readable
+/// [`MONITOR_ENV`] (off included): [`monitor_unless_chosen`] then leaves it alone.
+static MONITOR_CHOSEN: AtomicBool = AtomicBool::new(false);
 
 static STARTED: AtomicBool = AtomicBool::new(false);
 static START: Once = Once::new();
@@ -140,7 +143,14 @@ impl Config {
     /// `std::sync::Mutex` held elsewhere) or computes without a blocking point stalls every
     /// greenlet queued on its thread. The report names the greenlet (name and id), the thread,
     /// how long, and (on Linux) whether it is in a system call or computing. Each incident is
-    /// reported once; its end is logged at `debug`.
+    /// reported once; its end is logged at `debug`. A greenlet in a futex wait (a `std::sync`
+    /// lock or channel, `thread::park`, crossbeam) is reported as such, with what to use
+    /// instead and, on Linux with glibc, the Rust function that waited; when every worker is
+    /// blocked at once, an `error` carries the [`dump`](crate::dump) (see [the crate
+    /// docs](crate#std-channels-and-locks-inside-greenlets)).
+    ///
+    /// `monkey::patch_all()` switches the monitor on at 100 ms unless it was set here or by the
+    /// variable; `monitor(Duration::ZERO)` (or `GREENLET_MAX_BLOCKING_MS=0`) keeps it off.
     ///
     /// The monitor sees the switches that pass through this crate's API (starts, ends and
     /// every blocking point of `greenlet`): checking costs a few relaxed atomic operations per
@@ -353,15 +363,30 @@ fn parse_millis(value: &str) -> Option<Duration> {
     value.trim().parse().ok().map(Duration::from_millis)
 }
 
-/// The monitor's threshold from [`MONITOR_ENV`]; an unreadable value is logged and ignored,
-/// and 0 means off.
-fn monitor_from_env() -> Option<Duration> {
+/// The monitor's setting from [`MONITOR_ENV`]: `None` when unset or unreadable (an
+/// unreadable value is logged and ignored), `Some(None)` for 0 (off).
+fn monitor_from_env() -> Option<Option<Duration>> {
     let value = std::env::var(MONITOR_ENV).ok()?;
     let threshold = parse_millis(&value);
     if threshold.is_none() {
         log::warn!("{MONITOR_ENV}={value:?} is not a whole number of milliseconds; ignored");
     }
-    threshold.filter(|d| !d.is_zero())
+    threshold.map(|d| (!d.is_zero()).then_some(d))
+}
+
+/// Starts the blocked-worker monitor with `max_blocking` unless its setting was chosen
+/// ([`Config::monitor`], or [`MONITOR_ENV`]; off included) or it already runs; starts the
+/// runtime first if needed. Returns whether it started the monitor.
+pub(crate) fn monitor_unless_chosen(max_blocking: Duration) -> bool {
+    ensure_started();
+    let _guard = crate::sync::lock(&LOCK);
+    if MONITOR_CHOSEN.load(Ordering::Relaxed) || crate::monitor::enabled() {
+        return false;
+    }
+    *crate::sync::lock(&MONITOR) = Some(max_blocking);
+    crate::monitor::start(max_blocking);
+    log::debug!("monkey: blocked-worker monitor on by default ({max_blocking:?})");
+    true
 }
 
 #[cold]
@@ -381,11 +406,13 @@ fn start() {
     STARTED.store(true, Ordering::Release);
     log::debug!("greenlet runtime started: {s:?}");
     warn_if_map_count_is_low(MAX_GREENLETS.load(Ordering::Relaxed), max_map_count());
-    let monitor = if MONITOR_SET.load(Ordering::Relaxed) {
-        s.monitor
+    let chosen = if MONITOR_SET.load(Ordering::Relaxed) {
+        Some(s.monitor)
     } else {
         monitor_from_env()
     };
+    MONITOR_CHOSEN.store(chosen.is_some(), Ordering::Relaxed);
+    let monitor = chosen.flatten();
     if let Some(max_blocking) = monitor {
         *crate::sync::lock(&MONITOR) = Some(max_blocking);
         crate::monitor::start(max_blocking);

@@ -95,6 +95,56 @@
 //!    as a socket or a lock, is leaked; its stack may be reused while something still refers
 //!    into it) and its joiners get [`JoinError::Panicked`] saying so.
 //!
+//! # `std` channels and locks inside greenlets
+//!
+//! `std::sync::mpsc`, `std::sync::{Mutex, Condvar, RwLock, Barrier}`, `thread::park`,
+//! crossbeam-channel and `parking_lot` wait in the kernel (a *futex wait*) on the OS thread's
+//! own park token. Inside a greenlet such a wait blocks its whole worker thread: no greenlet
+//! queued there runs until it ends. Between two greenlets of one worker it is a hang (the
+//! receiver holds the thread its sender needs). `monkey` cannot make it cooperative: every
+//! greenlet of a worker shares that token, so a wake-up meant for one could be taken by
+//! another. A std `Mutex` locked briefly, never across a wait, is fine. Otherwise:
+//!
+//! | instead of | use |
+//! |---|---|
+//! | `std::sync::mpsc`, crossbeam-channel | [`queue::Queue`] (bounded or not), [`queue::Channel`] (rendezvous) |
+//! | a std `Mutex`, `RwLock` or `Condvar` held or waited on across a blocking call | [`sync::Mutex`], [`sync::RwLock`], [`sync::Condvar`] |
+//! | `thread::park` / `unpark`, a one-shot hand-off | [`sync::Event`], [`sync::AsyncResult`] |
+//! | a library that waits on one inside (`reqwest::blocking`, a sync database driver) | [`threadpool::spawn_blocking`], or an async bridge for a tokio-based client |
+//!
+//! ```
+//! use greenlet::queue::Queue;
+//!
+//! // Not `std::sync::mpsc::channel()`: its `recv` would hold the worker thread.
+//! let q = Queue::unbounded();
+//! let tx = q.clone();
+//! let consumer = greenlet::spawn(move || (0..3).map(|_| q.get().unwrap()).sum::<u32>());
+//! let producer = greenlet::spawn(move || (1..=3).for_each(|i| tx.put(i).unwrap()));
+//! producer.join();
+//! assert_eq!(consumer.get(), Ok(6));
+//! ```
+//!
+//! Such a wait is diagnosed, not left as a silent hang: the blocked-worker monitor
+//! ([`Config::monitor`]; on by default, at 100 ms, once `monkey::patch_all()` has run) logs at
+//! `warn` the greenlet's name and id, "futex wait", for how long, what to use instead and,
+//! where it can, the Rust function that waited and the call it made:
+//!
+//! ```text
+//! greenlet consumer (id 7) has held its worker thread (tid 6627) for 100 ms without
+//! switching, longer than the monitor's 100 ms: it is blocked in a futex wait (system call
+//! 202) in `app::consume` at ./src/main.rs:86:8, through `std::sync::mpsc::Receiver<T>::recv`.
+//! Every greenlet queued on that thread waits meanwhile; a std::sync Mutex/Condvar/...
+//! ```
+//!
+//! When every worker is blocked at once, it logs at `error` with the [`dump`] of every
+//! greenlet. The frame needs Linux with glibc on x86_64 or aarch64: the monitor has the
+//! blocked thread take a backtrace of itself in a signal handler (on the highest free
+//! real-time signal; the wait resumes unchanged), and does so only when the thread waits in
+//! the C library's `syscall()` wrapper, as Rust's `std` and `parking_lot` do, with room left
+//! on its stack: only there is a backtrace safe to take from a signal handler. A lock of a C
+//! library (`pthread_mutex_lock`), where that cannot be known, and other platforms get the
+//! report without the frame.
+//!
 //! # Features
 //!
 //! - `monkey` (Linux): `monkey::patch_all()` makes unmodified blocking `std` code

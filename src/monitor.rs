@@ -28,15 +28,40 @@
 //! to switch; if the thread then
 //! computes for another such coroutine, the report names the last greenlet the monitor saw.
 //!
+//! # Futex waits
+//!
+//! A greenlet waiting in `futex` (a `std::sync` `Mutex`, `Condvar`, `RwLock`, `mpsc`,
+//! `thread::park`, crossbeam-channel, `parking_lot`) cannot be made cooperative: those wait on
+//! the OS thread's own park token, which every greenlet on the worker shares. The report says
+//! "futex wait", what to use instead, and, on Linux with glibc (x86_64, aarch64), the Rust
+//! function that waited: [`frame`] has the thread take a backtrace of itself, which this
+//! thread symbolises. When the reports cover every worker at once, nothing can run until one
+//! returns (often a hang: the greenlet that would wake them is queued behind them), and an
+//! error is logged with [`crate::dump`]. The frame costs nothing on the greenlets' path: per
+//! futex incident, one signal and a backtrace on the blocked thread, and its symbolisation on
+//! this one (measured in a debug test binary: 90–170 ms the first time, which loads the debug
+//! information, then about 3 ms).
+//!
 //! The user-facing description and an example are on [`Config::monitor`](crate::Config::monitor).
 
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod frame;
+
 use std::cell::OnceCell;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::greenlet::{GreenletRef, WeakGreenlet, current, current_id};
 use crate::sync::lock;
+
+/// The threshold [`on_by_default_for_monkey`] uses: gevent's `max_blocking_time` default.
+pub(crate) const DEFAULT_MAX_BLOCKING: Duration = Duration::from_millis(100);
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static SLOTS: Mutex<Vec<Arc<Slot>>> = Mutex::new(Vec::new());
@@ -181,9 +206,25 @@ fn thread_id() -> Option<u32> {
     link.file_name()?.to_str()?.parse().ok()
 }
 
-/// Starts the monitor thread; called once, when the runtime starts.
+/// Switches the monitor on with gevent's threshold ([`DEFAULT_MAX_BLOCKING`], 100 ms) unless
+/// the program chose a setting: [`Config::monitor`](crate::Config::monitor) (a zero duration,
+/// off, included) or `GREENLET_MAX_BLOCKING_MS` (`0`, off, included). Starts the runtime
+/// first if needed; idempotent. `monkey::patch_all` calls it (issue 15: futex waits that
+/// monkey cannot make cooperative are diagnosed, never left as a silent hang). Returns whether
+/// it started the monitor.
+#[cfg_attr(
+    not(all(feature = "monkey", target_os = "linux")),
+    allow(dead_code, reason = "called by monkey::patch_all")
+)]
+pub(crate) fn on_by_default_for_monkey() -> bool {
+    crate::config::monitor_unless_chosen(DEFAULT_MAX_BLOCKING)
+}
+
+/// Starts the monitor thread, once (a second call does nothing).
 pub(crate) fn start(max_blocking: Duration) {
-    ENABLED.store(true, Ordering::Release);
+    if ENABLED.swap(true, Ordering::AcqRel) {
+        return;
+    }
     let spawned = std::thread::Builder::new()
         .name("greenlet-monitor".into())
         .spawn(move || watch(max_blocking));
@@ -201,14 +242,29 @@ struct Watch {
     marks: u64,
     since: Instant,
     /// Set once the current incident has been reported (so it is reported once).
-    reported: Option<u64>,
+    reported: Option<Incident>,
     /// The marked greenlet is known not to be running (see `check`).
     stale: bool,
 }
 
+/// A reported incident, for the all-workers-blocked error.
+struct Incident {
+    id: u64,
+    /// `greenlet <name> (id <id>): it is ...`.
+    who: String,
+}
+
 fn watch(max_blocking: Duration) {
+    #[cfg(all(
+        target_os = "linux",
+        target_env = "gnu",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    frame::install();
+    let workers = crate::config::settings().workers;
     let tick = (max_blocking / 4).clamp(Duration::from_millis(1), Duration::from_secs(1));
     let mut watches: Vec<Watch> = Vec::new();
+    let mut all_blocked = false;
     loop {
         std::thread::sleep(tick);
         let now = Instant::now();
@@ -226,15 +282,21 @@ fn watch(max_blocking: Duration) {
         for w in &mut watches {
             check(w, now, max_blocking);
         }
+        let blocked = watches.iter().filter(|w| w.reported.is_some()).count();
+        if blocked >= workers && !all_blocked {
+            report_all_blocked(&watches, workers);
+        }
+        all_blocked = blocked >= workers;
     }
 }
 
 fn check(w: &mut Watch, now: Instant, max_blocking: Duration) {
     let marks = w.slot.marks.load(Ordering::Acquire);
     if marks != w.marks {
-        if let Some(id) = w.reported.take() {
+        if let Some(incident) = w.reported.take() {
             log::debug!(
-                "greenlet id {id} released its thread after {} ms",
+                "greenlet id {} released its thread after {} ms",
+                incident.id,
                 now.duration_since(w.since).as_millis()
             );
         }
@@ -248,35 +310,137 @@ fn check(w: &mut Watch, now: Instant, max_blocking: Duration) {
         return;
     }
     let Some(g) = holder(&w.slot, id) else { return };
-    let doing = match w.slot.tid.and_then(system_call) {
-        Some(Call::Waiting { nr, sp }) if g.stack_contains(sp) => {
-            format!("it is blocked in system call {nr}")
-        }
-        // The thread waits on a stack that is not the marked greenlet's: the greenlet parked
-        // through may directly and the thread went idle. Whatever it runs until the next mark
-        // is not that greenlet, so this stretch is never reported under its name.
-        Some(Call::Waiting { .. }) => {
-            w.stale = true;
-            return;
-        }
-        Some(Call::Running) => "it is computing".to_owned(),
-        None => "it has not reached a blocking point".to_owned(),
-    };
+    let call = w.slot.tid.and_then(system_call);
+    // The thread waits on a stack that is not the marked greenlet's: the greenlet parked
+    // through may directly and the thread went idle. Whatever it runs until the next mark is
+    // not that greenlet, so this stretch is never reported under its name.
+    if matches!(call, Some(Call::Waiting { sp, .. }) if !g.stack_contains(sp)) {
+        w.stale = true;
+        return;
+    }
     let held_for = now.duration_since(w.since);
     if held_for < max_blocking {
         return;
     }
+    let doing = describe(call, w.slot.tid);
     let thread = w.slot.tid.map_or_else(|| "?".to_owned(), |t| t.to_string());
+    let advice = if doing.futex {
+        FUTEX_ADVICE
+    } else {
+        "use greenlet's cooperative API, `monkey::patch_all`, or `threadpool::spawn_blocking` \
+         for blocking calls"
+    };
     log::warn!(
         "greenlet {} (id {id}) has held its worker thread (tid {thread}) for {} ms without \
-         switching, longer than the monitor's {} ms: {doing}. Every greenlet queued on that \
-         thread waits meanwhile; use greenlet's cooperative API, `monkey::patch_all`, or \
-         `threadpool::spawn_blocking` for blocking calls",
+         switching, longer than the monitor's {} ms: {}. Every greenlet queued on that \
+         thread waits meanwhile; {advice}",
         g.name(),
         held_for.as_millis(),
         max_blocking.as_millis(),
+        doing.text,
     );
-    w.reported = Some(id);
+    w.reported = Some(Incident {
+        id,
+        who: format!("greenlet {} (id {id}): {}", g.name(), doing.text),
+    });
+}
+
+/// What a futex wait's report recommends.
+const FUTEX_ADVICE: &str = "a std::sync Mutex/Condvar/RwLock/mpsc, thread::park or crossbeam \
+    wait cannot be made cooperative: use greenlet::sync (Mutex, Condvar, RwLock, Event) or \
+    greenlet::queue (Queue, Channel) between greenlets, threadpool::spawn_blocking for a call \
+    that must block, or a tokio bridge for a tokio-based client";
+
+/// What a blocked thread is doing, for its report.
+struct Doing {
+    text: String,
+    futex: bool,
+}
+
+/// Describes the thread's current call; for a futex wait, names the Rust frame that made it
+/// where [`frame`] can find it.
+fn describe(call: Option<Call>, tid: Option<u32>) -> Doing {
+    let text = match call {
+        Some(Call::Waiting { nr, sp, pc }) if is_futex(nr) => {
+            let frame = futex_frame(tid, pc, sp);
+            return Doing {
+                text: format!("it is blocked in a futex wait (system call {nr}){frame}"),
+                futex: true,
+            };
+        }
+        Some(Call::Waiting { nr, .. }) => format!("it is blocked in system call {nr}"),
+        Some(Call::Running) => "it is computing".to_owned(),
+        None => "it has not reached a blocking point".to_owned(),
+    };
+    Doing { text, futex: false }
+}
+
+/// `futex_waitv` (Linux 5.16), the same number on every architecture.
+const SYS_FUTEX_WAITV: i64 = 449;
+
+#[allow(
+    clippy::useless_conversion,
+    reason = "`c_long` is `i32` on 32-bit targets"
+)]
+fn is_futex(nr: i64) -> bool {
+    nr == i64::from(libc::SYS_futex) || nr == SYS_FUTEX_WAITV
+}
+
+/// `" in `f` at file:line, through `call`"` for the frame that made the futex wait, or
+/// nothing when it cannot be captured (see [`frame`]).
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+fn futex_frame(tid: Option<u32>, pc: usize, sp: usize) -> String {
+    let start = Instant::now();
+    let Some(backtrace) = tid.and_then(|tid| frame::capture(tid, pc, sp)) else {
+        log::debug!("greenlet monitor: no backtrace of the futex wait (see monitor::frame)");
+        return String::new();
+    };
+    let text = backtrace.to_string();
+    log::debug!(
+        "greenlet monitor: backtrace of a futex wait taken and symbolised in {:?}",
+        start.elapsed()
+    );
+    let Some(f) = frame::blamed_frame(&text) else {
+        return String::new();
+    };
+    let at = f.at.map(|at| format!(" at {at}")).unwrap_or_default();
+    let call = f
+        .call
+        .map(|c| format!(", through `{c}`"))
+        .unwrap_or_default();
+    format!(" in `{}`{at}{call}", f.function)
+}
+
+#[cfg(not(all(
+    target_os = "linux",
+    target_env = "gnu",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+fn futex_frame(_tid: Option<u32>, _pc: usize, _sp: usize) -> String {
+    String::new()
+}
+
+/// Logs, at `error`, that every worker is blocked: which greenlets hold them, and the dump.
+#[cold]
+fn report_all_blocked(watches: &[Watch], workers: usize) {
+    let now = Instant::now();
+    let mut who = String::new();
+    for w in watches {
+        if let Some(incident) = &w.reported {
+            let ms = now.duration_since(w.since).as_millis();
+            let _ = write!(who, "\n  {} (for {ms} ms)", incident.who);
+        }
+    }
+    log::error!(
+        "every worker thread ({workers}) is blocked: no greenlet can run until one of these \
+         returns, and if the greenlet that would wake them is queued behind them, never:{who}\n\
+         {}",
+        crate::greenlet::dump()
+    );
 }
 
 /// The greenlet marked running in `slot`, if it is `id` and still alive.
@@ -291,8 +455,8 @@ fn holder(slot: &Slot, id: u64) -> Option<GreenletRef> {
 /// What a thread is doing, from `/proc/self/task/<tid>/syscall`.
 #[derive(Debug, PartialEq, Eq)]
 enum Call {
-    /// In system call `nr`, with stack pointer `sp`.
-    Waiting { nr: i64, sp: usize },
+    /// In system call `nr`, with stack pointer `sp` and program counter `pc`.
+    Waiting { nr: i64, sp: usize, pc: usize },
     /// Running user code.
     Running,
 }
@@ -311,12 +475,13 @@ fn parse_syscall(text: &str) -> Option<Call> {
     }
     let fields: Vec<&str> = text.split_whitespace().collect();
     let nr: i64 = fields.first()?.parse().ok()?;
-    if nr < 0 {
+    if nr < 0 || fields.len() < 3 {
         return None;
     }
-    let sp = fields.get(fields.len().checked_sub(2)?)?;
-    let sp = usize::from_str_radix(sp.strip_prefix("0x")?, 16).ok()?;
-    Some(Call::Waiting { nr, sp })
+    let hex = |s: &str| usize::from_str_radix(s.strip_prefix("0x")?, 16).ok();
+    let sp = hex(fields[fields.len() - 2])?;
+    let pc = hex(fields[fields.len() - 1])?;
+    Some(Call::Waiting { nr, sp, pc })
 }
 
 #[cfg(test)]
@@ -332,12 +497,96 @@ mod tests {
             ),
             Some(Call::Waiting {
                 nr: 230,
-                sp: 0x7fe2f3998a70
+                sp: 0x7fe2f3998a70,
+                pc: 0x7fe2f40ed545
             })
         );
         assert_eq!(parse_syscall("-1 0x7ffc0baef9c0 0x7fe2f41162ec"), None);
+        assert_eq!(parse_syscall("202 0x1"), None);
+        assert_eq!(parse_syscall("202 0x1 0x2 sp pc"), None);
         assert_eq!(parse_syscall(""), None);
         assert_eq!(parse_syscall("garbage"), None);
+    }
+
+    /// A plain thread blocked in `mpsc::Receiver::recv`, with its kernel id.
+    fn thread_in_recv() -> (
+        u32,
+        std::sync::mpsc::Sender<()>,
+        std::thread::JoinHandle<()>,
+    ) {
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tid_tx.send(thread_id().unwrap()).unwrap();
+            let _ = rx.recv();
+        });
+        let tid = tid_rx.recv().unwrap();
+        (tid, tx, t)
+    }
+
+    /// The thread's current system call, once it is in one (bounded).
+    fn waiting(tid: u32) -> Call {
+        let start = Instant::now();
+        loop {
+            if let Some(call @ Call::Waiting { .. }) = system_call(tid) {
+                return call;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "never waited");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_std_channel_wait_is_a_futex_wait() {
+        let (tid, tx, t) = thread_in_recv();
+        let call = waiting(tid);
+        let Call::Waiting { nr, .. } = call else {
+            unreachable!()
+        };
+        assert!(is_futex(nr), "{call:?}");
+        let doing = describe(Some(call), Some(tid));
+        assert!(doing.futex);
+        assert!(doing.text.contains("futex wait"), "{}", doing.text);
+        tx.send(()).unwrap();
+        t.join().unwrap();
+        assert!(!is_futex(230));
+    }
+
+    #[cfg(all(
+        target_env = "gnu",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    #[test]
+    fn the_frame_of_a_futex_wait_is_found() {
+        frame::install();
+        let (tid, tx, t) = thread_in_recv();
+        let Call::Waiting { sp, pc, .. } = waiting(tid) else {
+            unreachable!()
+        };
+        let start = Instant::now();
+        let text = frame::capture(tid, pc, sp)
+            .expect("a backtrace")
+            .to_string();
+        let took = start.elapsed();
+        tx.send(()).unwrap();
+        t.join().unwrap();
+        let f = frame::blamed_frame(&text).expect(&text);
+        assert!(
+            f.function.contains("thread_in_recv"),
+            "{f:?} ({took:?})\n{text}"
+        );
+    }
+
+    #[test]
+    fn monkey_turns_the_monitor_on_unless_chosen() {
+        if std::env::var_os("GREENLET_MAX_BLOCKING_MS").is_some() {
+            return; // the variable is a choice: covered by tests/monitor_env.rs
+        }
+        // Nothing else in this test binary configures the monitor.
+        assert!(on_by_default_for_monkey());
+        assert!(enabled());
+        assert_eq!(crate::settings().monitor, Some(DEFAULT_MAX_BLOCKING));
+        assert!(!on_by_default_for_monkey(), "idempotent");
     }
 
     #[test]

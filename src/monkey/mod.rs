@@ -113,6 +113,9 @@ static PATCHED: AtomicBool = AtomicBool::new(false);
 /// as the first line of `main`; calls made before it behave as usual.
 pub fn patch_all() {
     crate::config::ensure_started();
+    // Futex waits (std's locks and channels) cannot be made cooperative: the monitor names
+    // a greenlet stuck in one, unless the program chose its own setting.
+    crate::monitor::on_by_default_for_monkey();
     if !PATCHED.swap(true, Ordering::SeqCst) {
         log::debug!(
             "monkey: patched clock_nanosleep, nanosleep, poll, ppoll, select, pselect, recv, \

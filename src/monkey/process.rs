@@ -89,9 +89,6 @@ fn wait_child(
         0 => {}
         done => return Ok(done),
     }
-    if crate::greenlet::kill::pending() {
-        return Err(libc::ECANCELED);
-    }
     let mut again = || match attempt() {
         Ok(0) => Err(libc::EAGAIN),
         other => other,
@@ -103,8 +100,12 @@ fn wait_child(
         _ => None,
     };
     let Some(pidfd) = pidfd else {
+        if crate::greenlet::kill::pending() {
+            return Err(libc::ECANCELED);
+        }
         return on_pool(which, options, again);
     };
+    // `wait_fd` fails at once with ECANCELED while a kill is pending.
     let waited = wait_fd(
         "monkey waitpid",
         pidfd.fd(),
@@ -112,10 +113,11 @@ fn wait_child(
         None,
         &mut again,
     );
-    if waited == Err(libc::EINTR) && options & libc::WNOWAIT == 0 {
-        if let Target::Own(fd) = pidfd {
-            reap_later(which.id as libc::pid_t, fd);
-        }
+    if let (Err(libc::EINTR | libc::ECANCELED), Target::Own(fd)) = (waited, pidfd)
+        && options & libc::WNOWAIT == 0
+    {
+        // The child this greenlet was to reap: reaped when it exits, never left a zombie.
+        reap_later(which.id as libc::pid_t, fd);
     }
     waited
 }

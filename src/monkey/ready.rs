@@ -47,18 +47,32 @@ impl Again for CoIo<Epoll> {
 /// Spare sets kept per worker thread beyond which a finished wait closes its set.
 const SPARES: usize = 64;
 
+/// Sets kept per worker thread still holding the one descriptor they were made for.
+const KEPT: usize = 256;
+
+type Set = Registered<CoIo<Epoll>>;
+
 thread_local! {
     /// This worker's spare sets, empty and registered with its selector.
-    static SPARE: RefCell<Vec<Registered<CoIo<Epoll>>>> = const { RefCell::new(Vec::new()) };
+    static SPARE: RefCell<Vec<Set>> = const { RefCell::new(Vec::new()) };
+    /// This worker's sets that still hold one descriptor (by number) from its last wait: the
+    /// next wait on it costs one `EPOLL_CTL_MOD` instead of an add and a remove. The
+    /// modification fails once the number names another file (closed and reused, `dup2`),
+    /// and such a set is closed rather than reused. A set kept for a descriptor closed for
+    /// good stays until its number is waited on again (at most `KEPT` per worker).
+    static KEPT_SETS: RefCell<std::collections::HashMap<c_int, Set>> =
+        RefCell::new(std::collections::HashMap::new());
 }
 
 /// A private epoll set holding the descriptors of one wait, given back empty when dropped.
 pub(super) struct Watch {
-    set: Option<Registered<CoIo<Epoll>>>,
+    set: Option<Set>,
     /// The descriptors added, with their events (merged when one is given twice).
     added: Vec<(c_int, u32)>,
     /// A descriptor could not be added (not pollable by epoll): wake up now and then instead.
     blind: bool,
+    /// Kept holding its one descriptor when dropped (`KEPT_SETS`), rather than emptied.
+    keep: bool,
 }
 
 impl Watch {
@@ -83,6 +97,26 @@ impl Watch {
             set: Some(set),
             added: Vec::new(),
             blind: false,
+            keep: false,
+        })
+    }
+
+    /// This worker's kept set for `fd`, now waiting for `events`, if it still holds `fd`'s
+    /// file; it is kept again when dropped.
+    fn kept(fd: c_int, events: u32) -> Option<Watch> {
+        let set = KEPT_SETS.with(|k| k.borrow_mut().remove(&fd))?;
+        let mut ev = libc::epoll_event {
+            events,
+            u64: fd as u64,
+        };
+        // SAFETY: `ev` is a valid event; epoll_ctl does not keep the pointer.
+        let r = unsafe { libc::epoll_ctl(set.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &mut ev) };
+        // On failure the set may still hold an old file under this number: closed here.
+        (r == 0).then(|| Watch {
+            set: Some(set),
+            added: vec![(fd, events)],
+            blind: false,
+            keep: true,
         })
     }
 
@@ -194,6 +228,21 @@ fn blind<R>(deadline: Option<Instant>, op: &mut impl FnMut() -> io::Result<R>) -
 impl Drop for Watch {
     fn drop(&mut self) {
         let Some(set) = self.set.take() else { return };
+        let set = match (self.keep, self.added.as_slice()) {
+            (true, &[(fd, _)]) => match KEPT_SETS.with(|k| {
+                let mut kept = k.borrow_mut();
+                if kept.len() < KEPT && !kept.contains_key(&fd) {
+                    kept.insert(fd, set);
+                    None
+                } else {
+                    Some(set)
+                }
+            }) {
+                None => return,
+                Some(set) => set,
+            },
+            _ => set,
+        };
         let mut clean = true;
         for &(fd, _) in &self.added {
             let mut ev = libc::epoll_event { events: 0, u64: 0 };
@@ -228,8 +277,15 @@ pub(super) fn wait_fd<R>(
     if crate::greenlet::kill::pending() {
         return Err(libc::ECANCELED);
     }
-    let mut watch = Watch::new().map_err(|e| e.raw_os_error().unwrap_or(libc::ENOMEM))?;
-    watch.add(fd, events);
+    let watch = match Watch::kept(fd, events) {
+        Some(watch) => watch,
+        None => {
+            let mut watch = Watch::new().map_err(|e| e.raw_os_error().unwrap_or(libc::ENOMEM))?;
+            watch.add(fd, events);
+            watch.keep = !watch.blind;
+            watch
+        }
+    };
     watch.wait(what, deadline, attempt)
 }
 

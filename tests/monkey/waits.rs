@@ -836,3 +836,40 @@ fn poll_readiness_vs_timeout_vs_kill() {
         "the rounds did not race"
     );
 }
+
+/// A descriptor number waited on, closed (or replaced with `dup2` while its old file stays
+/// open elsewhere) and reused for another pipe: the next wait on that number waits for the
+/// new file, never the old one.
+#[test]
+fn a_reused_descriptor_number_is_waited_on_afresh() {
+    patched();
+    in_greenlet("reused descriptor numbers", BOUND, || {
+        let read_after = |r: RawFd, w: RawFd| {
+            let writer = greenlet::spawn(move || {
+                greenlet::sleep(ms(20));
+                write_byte(w);
+            });
+            let mut b = [0u8; 1];
+            // SAFETY: a one-byte buffer.
+            let n = unsafe { libc::read(r, b.as_mut_ptr().cast(), 1) };
+            writer.get().unwrap();
+            n
+        };
+        for round in 0..50 {
+            let (r, w) = pipe();
+            let number = r.as_raw_fd();
+            assert_eq!(read_after(number, w.as_raw_fd()), 1);
+            // The old file stays open under another number in half the rounds.
+            let keep_old = (round % 2 == 0).then(|| r.try_clone().unwrap());
+            let (r2, w2) = pipe();
+            // SAFETY: replaces `number` (our own pipe end) with the new pipe's read end.
+            assert_eq!(unsafe { libc::dup2(r2.as_raw_fd(), number) }, number);
+            // The old file, if still open, is readable: a wait on it would not block.
+            if keep_old.is_some() {
+                write_byte(w.as_raw_fd());
+            }
+            assert_eq!(read_after(number, w2.as_raw_fd()), 1, "round {round}");
+            drop((r, keep_old, r2, w, w2));
+        }
+    });
+}

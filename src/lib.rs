@@ -147,8 +147,9 @@
 //!
 //! # Features
 //!
-//! - `monkey` (Linux): `monkey::patch_all()` makes unmodified blocking `std` code
-//!   (`std::thread::sleep`, `std::net` sockets, name lookups) cooperative inside greenlets.
+//! - `monkey` (Linux): `monkey::patch_all()` makes unmodified blocking code cooperative
+//!   inside greenlets: `std::thread::sleep`, `std::net` sockets, `poll`/`select` (libcurl,
+//!   libpq), pipes, child processes, thread joins and name lookups.
 //! - `tls`: `net::tls`, TLS client and server streams (rustls, `ring` provider) over greenlet
 //!   sockets, and `https` for the [`http`] client.
 //!

@@ -42,6 +42,11 @@
 //! this one (measured in a debug test binary: 90–170 ms the first time, which loads the debug
 //! information, then about 3 ms).
 //!
+//! A greenlet waiting in `epoll_wait` drives an event loop of its thread's own (the sync
+//! `postgres` client and `reqwest::blocking` run a tokio runtime on the caller's thread), which
+//! `monkey` leaves blocking (see its docs): the report says "epoll wait" and recommends the
+//! thread pool ([`doing`]).
+//!
 //! The user-facing description and an example are on [`Config::monitor`](crate::Config::monitor).
 
 #[cfg(all(
@@ -49,7 +54,10 @@
     target_env = "gnu",
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
+mod doing;
 mod frame;
+
+use doing::describe;
 
 use std::cell::OnceCell;
 use std::fmt::Write as _;
@@ -324,12 +332,7 @@ fn check(w: &mut Watch, now: Instant, max_blocking: Duration) {
     }
     let doing = describe(call, w.slot.tid);
     let thread = w.slot.tid.map_or_else(|| "?".to_owned(), |t| t.to_string());
-    let advice = if doing.futex {
-        FUTEX_ADVICE
-    } else {
-        "use greenlet's cooperative API, `monkey::patch_all`, or `threadpool::spawn_blocking` \
-         for blocking calls"
-    };
+    let advice = doing.advice;
     log::warn!(
         "greenlet {} (id {id}) has held its worker thread (tid {thread}) for {} ms without \
          switching, longer than the monitor's {} ms: {}. Every greenlet queued on that \
@@ -343,85 +346,6 @@ fn check(w: &mut Watch, now: Instant, max_blocking: Duration) {
         id,
         who: format!("greenlet {} (id {id}): {}", g.name(), doing.text),
     });
-}
-
-/// What a futex wait's report recommends.
-const FUTEX_ADVICE: &str = "a std::sync Mutex/Condvar/RwLock/mpsc, thread::park or crossbeam \
-    wait cannot be made cooperative: use greenlet::sync (Mutex, Condvar, RwLock, Event) or \
-    greenlet::queue (Queue, Channel) between greenlets, threadpool::spawn_blocking for a call \
-    that must block, or a tokio bridge for a tokio-based client";
-
-/// What a blocked thread is doing, for its report.
-struct Doing {
-    text: String,
-    futex: bool,
-}
-
-/// Describes the thread's current call; for a futex wait, names the Rust frame that made it
-/// where [`frame`] can find it.
-fn describe(call: Option<Call>, tid: Option<u32>) -> Doing {
-    let text = match call {
-        Some(Call::Waiting { nr, sp, pc }) if is_futex(nr) => {
-            let frame = futex_frame(tid, pc, sp);
-            return Doing {
-                text: format!("it is blocked in a futex wait (system call {nr}){frame}"),
-                futex: true,
-            };
-        }
-        Some(Call::Waiting { nr, .. }) => format!("it is blocked in system call {nr}"),
-        Some(Call::Running) => "it is computing".to_owned(),
-        None => "it has not reached a blocking point".to_owned(),
-    };
-    Doing { text, futex: false }
-}
-
-/// `futex_waitv` (Linux 5.16), the same number on every architecture.
-const SYS_FUTEX_WAITV: i64 = 449;
-
-#[allow(
-    clippy::useless_conversion,
-    reason = "`c_long` is `i32` on 32-bit targets"
-)]
-fn is_futex(nr: i64) -> bool {
-    nr == i64::from(libc::SYS_futex) || nr == SYS_FUTEX_WAITV
-}
-
-/// `" in `f` at file:line, through `call`"` for the frame that made the futex wait, or
-/// nothing when it cannot be captured (see [`frame`]).
-#[cfg(all(
-    target_os = "linux",
-    target_env = "gnu",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-fn futex_frame(tid: Option<u32>, pc: usize, sp: usize) -> String {
-    let start = Instant::now();
-    let Some(backtrace) = tid.and_then(|tid| frame::capture(tid, pc, sp)) else {
-        log::debug!("greenlet monitor: no backtrace of the futex wait (see monitor::frame)");
-        return String::new();
-    };
-    let text = backtrace.to_string();
-    log::debug!(
-        "greenlet monitor: backtrace of a futex wait taken and symbolised in {:?}",
-        start.elapsed()
-    );
-    let Some(f) = frame::blamed_frame(&text) else {
-        return String::new();
-    };
-    let at = f.at.map(|at| format!(" at {at}")).unwrap_or_default();
-    let call = f
-        .call
-        .map(|c| format!(", through `{c}`"))
-        .unwrap_or_default();
-    format!(" in `{}`{at}{call}", f.function)
-}
-
-#[cfg(not(all(
-    target_os = "linux",
-    target_env = "gnu",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-)))]
-fn futex_frame(_tid: Option<u32>, _pc: usize, _sp: usize) -> String {
-    String::new()
 }
 
 /// Logs, at `error`, that every worker is blocked: which greenlets hold them, and the dump.
@@ -486,6 +410,7 @@ fn parse_syscall(text: &str) -> Option<Call> {
 
 #[cfg(test)]
 mod tests {
+    use super::doing::{FUTEX_ADVICE, is_epoll_wait, is_futex};
     use super::*;
 
     #[test]
@@ -545,11 +470,12 @@ mod tests {
         };
         assert!(is_futex(nr), "{call:?}");
         let doing = describe(Some(call), Some(tid));
-        assert!(doing.futex);
+        assert_eq!(doing.advice, FUTEX_ADVICE);
         assert!(doing.text.contains("futex wait"), "{}", doing.text);
         tx.send(()).unwrap();
         t.join().unwrap();
         assert!(!is_futex(230));
+        assert!(!is_epoll_wait(nr));
     }
 
     #[cfg(all(
@@ -593,5 +519,18 @@ mod tests {
     fn reads_its_own_thread_id() {
         let tid = thread_id().expect("Linux has /proc/thread-self");
         assert!(std::fs::metadata(format!("/proc/self/task/{tid}")).is_ok());
+    }
+
+    #[test]
+    fn an_epoll_wait_is_named_with_its_advice() {
+        #[allow(
+            clippy::useless_conversion,
+            reason = "`c_long` is `i32` on 32-bit targets"
+        )]
+        let nr = i64::from(libc::SYS_epoll_pwait);
+        assert!(is_epoll_wait(nr) && !is_futex(nr));
+        let doing = describe(Some(Call::Waiting { nr, sp: 0, pc: 0 }), None);
+        assert!(doing.text.contains("epoll wait"), "{}", doing.text);
+        assert!(doing.advice.contains("spawn_blocking"), "{}", doing.advice);
     }
 }

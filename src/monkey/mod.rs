@@ -26,6 +26,7 @@
 //! | `pthread_join` | `std::thread::JoinHandle::join` | joins on the [thread pool](crate::threadpool); only the greenlet waits |
 //! | `getaddrinfo` | `ToSocketAddrs` for host names | the lookup runs on the thread pool |
 //! | `close`, `dup2`, `dup3` | everything | forget what they knew about the descriptor number, then the C library's own |
+//! | `setsockopt` | socket options | the C library's own; notes that a socket time-out was set (until one is, waits do not read them: a socket inherited with one already set is not seen) |
 //!
 //! # The user's descriptors are never changed
 //!
@@ -121,7 +122,7 @@ pub fn patch_all() {
             "monkey: patched clock_nanosleep, nanosleep, poll, ppoll, select, pselect, recv, \
              send, recvfrom, sendto, recvmsg, sendmsg, read, write, readv, writev, connect, \
              accept, accept4, waitpid, wait4, waitid, pthread_join, getaddrinfo, close, dup2, \
-             dup3"
+             dup3, setsockopt"
         );
     }
 }

@@ -30,6 +30,7 @@
 //! connection to complete in the background, as a signal does.
 
 use std::ffi::c_int;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::fd::{owner_nonblocking, ready_now, status_flags};
@@ -61,8 +62,48 @@ type AcceptFn = unsafe extern "C" fn(c_int, *mut libc::sockaddr, *mut libc::sock
 type Accept4Fn =
     unsafe extern "C" fn(c_int, *mut libc::sockaddr, *mut libc::socklen_t, c_int) -> c_int;
 
+/// Whether any socket of the process may have a time-out: set by our `setsockopt` the first
+/// time one is set, so that programs that never set one do not pay a `getsockopt` per wait.
+static TIMEOUTS_SET: AtomicBool = AtomicBool::new(false);
+
+/// `SO_RCVTIMEO_NEW`/`SO_SNDTIMEO_NEW` (Linux 5.1, 64-bit `time_t` on 32-bit targets).
+const TIMEO_NEW: [c_int; 2] = [66, 67];
+
+type SetsockoptFn =
+    unsafe extern "C" fn(c_int, c_int, c_int, *const libc::c_void, libc::socklen_t) -> c_int;
+
+/// `setsockopt(2)`: the C library's own, noting that a socket time-out was set (the waits of
+/// this module read them only from then on; a socket inherited with one already set, or set
+/// by a raw system call, is not seen).
+///
+/// # Safety
+///
+/// As the C function.
+#[unsafe(no_mangle)]
+pub(super) unsafe extern "C" fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    value: *const libc::c_void,
+    len: libc::socklen_t,
+) -> c_int {
+    if level == libc::SOL_SOCKET
+        && (name == libc::SO_RCVTIMEO || name == libc::SO_SNDTIMEO || TIMEO_NEW.contains(&name))
+    {
+        TIMEOUTS_SET.store(true, Ordering::Relaxed);
+    }
+    match real_fn!(c"setsockopt", SetsockoptFn) {
+        // SAFETY: passed through unchanged.
+        Some(real) => unsafe { real(fd, level, name, value, len) },
+        None => fail(libc::ENOSYS),
+    }
+}
+
 /// A socket time-out option (`SO_RCVTIMEO`/`SO_SNDTIMEO`); `None` when unset.
 fn socket_timeout(fd: c_int, option: c_int) -> Option<Duration> {
+    if !TIMEOUTS_SET.load(Ordering::Relaxed) {
+        return None;
+    }
     let mut tv = libc::timeval {
         tv_sec: 0,
         tv_usec: 0,

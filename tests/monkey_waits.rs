@@ -1,6 +1,8 @@
 //! The cases of `monkey/waits.rs` on the default workers.
 #![cfg(all(feature = "monkey", target_os = "linux"))]
 
+#[path = "monkey/edges.rs"]
+mod edges;
 mod support;
 #[path = "monkey/waits.rs"]
 mod waits;

@@ -43,16 +43,39 @@ pub(super) enum Kind {
     /// A stream whose `RWF_NOWAIT` reads and writes the kernel refuses: a FIFO (opened again
     /// without blocking) or a device (readiness, then the call, in turn).
     Refuses = 4,
+    /// As `Refuses`, seen non-blocking by its owner (eventfds of may and of the crate, written
+    /// at every cross-worker wake-up): passed through without reading its flags each time.
+    RefusesNonblocking = 5,
 }
 
-/// What `fd` is (cached).
+/// Bumped by every `close`, `dup2`, `dup3` and `close_range` of a descriptor number: what the
+/// crate kept about a number (`ready`'s kept sets) is stale once it changed.
+static GEN: [std::sync::atomic::AtomicU32; KINDS] =
+    [const { std::sync::atomic::AtomicU32::new(0) }; KINDS];
+
+/// The generation of descriptor number `fd` (0 past the table).
+pub(super) fn generation(fd: c_int) -> u32 {
+    usize::try_from(fd)
+        .ok()
+        .and_then(|i| GEN.get(i))
+        .map_or(0, |g| g.load(Ordering::Acquire))
+}
+
+/// What `fd` is (cached). Standard input, output and error are always `File` (the C
+/// library's own calls): std's `Stdout` and `Stderr` hold a lock that is re-entrant per OS
+/// thread across the write, so a second greenlet of the worker printing while the first waits
+/// on a full pipe would find it borrowed (a panic), and `Stdin`'s lock would be a futex wait.
 pub(super) fn kind(fd: c_int) -> Kind {
+    if (0..=2).contains(&fd) {
+        return Kind::File;
+    }
     let slot = usize::try_from(fd).ok().and_then(|i| KIND.get(i));
     match slot.map_or(0, |k| k.load(Ordering::Relaxed)) {
         1 => return Kind::File,
         2 => return Kind::Socket,
         3 => return Kind::Stream,
         4 => return Kind::Refuses,
+        5 => return Kind::RefusesNonblocking,
         _ => {}
     }
     let kind = match file_type(fd) {
@@ -76,6 +99,22 @@ pub(super) fn forget(fd: c_int) {
     if let Some(k) = usize::try_from(fd).ok().and_then(|i| KIND.get(i)) {
         k.store(0, Ordering::Relaxed);
     }
+    if let Some(g) = usize::try_from(fd).ok().and_then(|i| GEN.get(i)) {
+        g.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Whether `fd` is (now) a regular file, directory or block device: a cached kind that says
+/// otherwise is stale (a number closed behind the crate's back: `fclose`, a raw system call).
+fn now_a_file(fd: c_int) -> bool {
+    let file = matches!(
+        file_type(fd),
+        Some(libc::S_IFREG | libc::S_IFDIR | libc::S_IFBLK | libc::S_IFLNK)
+    );
+    if file {
+        remember(fd, Kind::File);
+    }
+    file
 }
 
 /// The `S_IFMT` bits of `fd`'s file, `None` if it is not open.
@@ -146,10 +185,14 @@ pub(super) fn in_turn<R>(
     mut call: impl FnMut() -> Result<R, c_int>,
 ) -> Result<R, c_int> {
     wait_fd(what, fd, events as u32, deadline, || {
-        let Some(_turn) = Turn::try_take(fd) else {
-            // Another greenlet checks and calls now: wait for the next readiness (or, if it
-            // left the descriptor ready, try again at once).
-            return Err(libc::EAGAIN);
+        // A greenlet of another worker checks and calls now (it never parks holding the
+        // turn): let it finish rather than wait for a readiness that it may leave unchanged
+        // (a listener with another connection queued gives no new edge).
+        let _turn = loop {
+            match Turn::try_take(fd) {
+                Some(turn) => break turn,
+                None => crate::yield_now(),
+            }
         };
         if ready_now(fd, events) {
             call()
@@ -180,14 +223,14 @@ fn nowait(fd: c_int, iov: *const libc::iovec, n: c_int, write: bool) -> Result<u
     check(r).map(|n| n as usize)
 }
 
-/// A read or write of a stream inside a greenlet, on the caller's `iov` (`n` entries of
-/// `total` bytes). `plain` is the C library's own call, made where no non-blocking form
-/// exists.
+/// A read or write of a stream inside a greenlet, on the caller's `iov` (`n` entries; `empty`
+/// when it asks for no bytes). `plain` is the C library's own call, made where no non-blocking
+/// form exists.
 fn stream_io(
     fd: c_int,
     iov: *const libc::iovec,
     n: c_int,
-    total: usize,
+    empty: bool,
     write: bool,
     plain: impl Fn() -> isize,
 ) -> isize {
@@ -196,10 +239,11 @@ fn stream_io(
     } else {
         ("monkey read", libc::POLLIN)
     };
-    if total == 0 {
+    if empty {
         return plain();
     }
     let first = match kind(fd) {
+        Kind::RefusesNonblocking => return plain(),
         Kind::Refuses => Err(libc::EOPNOTSUPP),
         _ => nowait(fd, iov, n, write),
     };
@@ -212,6 +256,9 @@ fn stream_io(
             })
         }
         Err(libc::EAGAIN) if owner_nonblocking(fd) => Err(libc::EAGAIN),
+        // A regular file (reused number) reports EAGAIN for data not in the page cache, which
+        // no readiness announces: the C library's own call.
+        Err(libc::EAGAIN) if now_a_file(fd) => return plain(),
         Err(libc::EAGAIN) => {
             wait_fd(what, fd, events as u32, None, || nowait(fd, iov, n, write)).map(|n| n as isize)
         }
@@ -230,6 +277,10 @@ fn refused(
     in_turn: impl FnOnce() -> Result<isize, c_int>,
 ) -> Result<isize, c_int> {
     if owner_nonblocking(fd) {
+        remember(fd, Kind::RefusesNonblocking);
+        return check(plain_iov(fd, iov, n, write));
+    }
+    if !write && terminal_returns_at_once(fd) {
         return check(plain_iov(fd, iov, n, write));
     }
     let Some(private) = (file_type(fd) == Some(libc::S_IFIFO))
@@ -260,6 +311,16 @@ fn plain_iov(fd: c_int, iov: *const libc::iovec, n: c_int, write: bool) -> isize
     }
 }
 
+/// Whether `fd` is a terminal in non-canonical mode with `VMIN` 0: a read returns at once
+/// (or after `VTIME`) with or without input, which no readiness announces.
+fn terminal_returns_at_once(fd: c_int) -> bool {
+    // SAFETY: termios is plain old data; tcgetattr writes it or fails.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `t` is writable.
+    let ok = unsafe { libc::tcgetattr(fd, &mut t) } == 0;
+    ok && t.c_lflag & libc::ICANON == 0 && t.c_cc[libc::VMIN] == 0
+}
+
 /// A second, non-blocking open of the FIFO behind `fd` (a new open file description, whose
 /// flags are ours), for reading or for writing.
 fn reopen(fd: c_int, write: bool) -> Option<std::os::fd::OwnedFd> {
@@ -277,16 +338,6 @@ fn reopen(fd: c_int, write: bool) -> Option<std::os::fd::OwnedFd> {
     (p >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(p) })
 }
 
-/// Sum of an iovec array's lengths, `None` if it overflows (the kernel's `EINVAL`).
-fn iov_total(iov: *const libc::iovec, n: c_int) -> Option<usize> {
-    if iov.is_null() || n <= 0 {
-        return Some(0);
-    }
-    // SAFETY: the caller's array of `n` iovecs (the C contract we implement).
-    let all = unsafe { std::slice::from_raw_parts(iov, n as usize) };
-    all.iter().try_fold(0usize, |t, v| t.checked_add(v.iov_len))
-}
-
 /// `read(2)`: cooperative on sockets and streams inside greenlets after `patch_all`.
 ///
 /// # Safety
@@ -302,13 +353,15 @@ pub(super) unsafe extern "C" fn read(fd: c_int, buf: *mut libc::c_void, len: usi
             // SAFETY: forwarded with the caller's valid buffer; `recv` with flags 0 is `read`
             // on a socket.
             Kind::Socket => return unsafe { super::socket::recv(fd, buf, len, 0) },
-            Kind::Stream | Kind::Refuses => {
+            Kind::Stream | Kind::Refuses | Kind::RefusesNonblocking => {
                 let iov = libc::iovec {
                     iov_base: buf,
                     iov_len: len,
                 };
                 // SAFETY: passed through unchanged.
-                return stream_io(fd, &iov, 1, len, false, || unsafe { real(fd, buf, len) });
+                return stream_io(fd, &iov, 1, len == 0, false, || unsafe {
+                    real(fd, buf, len)
+                });
             }
             Kind::File => {}
         }
@@ -332,7 +385,9 @@ pub(super) unsafe extern "C" fn write(fd: c_int, buf: *const libc::c_void, len: 
             // SAFETY: forwarded with the caller's valid buffer; `send` with flags 0 is `write`
             // on a socket (SIGPIPE included).
             Kind::Socket => return unsafe { super::socket::send(fd, buf, len, 0) },
-            Kind::Stream | Kind::Refuses => return write_all(fd, buf, len),
+            Kind::Stream | Kind::Refuses | Kind::RefusesNonblocking => {
+                return write_all(fd, buf, len);
+            }
             Kind::File => {}
         }
     }
@@ -351,7 +406,7 @@ fn write_all(fd: c_int, buf: *const libc::c_void, len: usize) -> isize {
             iov_base: unsafe { buf.cast::<u8>().add(done).cast_mut().cast() },
             iov_len: len - done,
         };
-        let r = stream_io(fd, &rest, 1, rest.iov_len, true, || {
+        let r = stream_io(fd, &rest, 1, rest.iov_len == 0, true, || {
             plain_iov(fd, &rest, 1, true)
         });
         if r < 0 {
@@ -398,15 +453,16 @@ unsafe fn vectored(fd: c_int, iov: *const libc::iovec, n: c_int, write: bool) ->
     };
     // SAFETY: passed through unchanged (the caller's contract).
     let plain = || unsafe { real(fd, iov, n) };
-    if !cooperative() {
+    // The array is never read here: the kernel checks it (`EINVAL`, `EFAULT`) in the calls
+    // made with it; a count it refuses goes to the C library's own call.
+    if !cooperative() || !(0..=libc::UIO_MAXIOV).contains(&n) {
         return plain();
     }
-    let Some(total) = iov_total(iov, n) else {
-        return plain(); // the kernel's EINVAL
-    };
     match kind(fd) {
         Kind::Socket => super::socket::vectored(fd, iov, n, write),
-        Kind::Stream | Kind::Refuses => stream_io(fd, iov, n, total, write, plain),
+        Kind::Stream | Kind::Refuses | Kind::RefusesNonblocking => {
+            stream_io(fd, iov, n, false, write, plain)
+        }
         Kind::File => plain(),
     }
 }
@@ -418,12 +474,47 @@ unsafe fn vectored(fd: c_int, iov: *const libc::iovec, n: c_int, write: bool) ->
 /// As the C function.
 #[unsafe(no_mangle)]
 pub(super) unsafe extern "C" fn close(fd: c_int) -> c_int {
+    // Before and after: a kind cached in between (another thread) would outlive the file.
     forget(fd);
-    match real_fn!(c"close", CloseFn) {
+    let r = match real_fn!(c"close", CloseFn) {
         // SAFETY: passed through unchanged.
         Some(real) => unsafe { real(fd) },
         None => fail(libc::ENOSYS),
-    }
+    };
+    let e = super::errno();
+    forget(fd);
+    super::set_errno(e);
+    r
+}
+
+type CloseRangeFn = unsafe extern "C" fn(libc::c_uint, libc::c_uint, c_int) -> c_int;
+
+/// `close_range(2)`: forgets what the descriptors of the range were, then the C library's own.
+///
+/// # Safety
+///
+/// As the C function.
+#[unsafe(no_mangle)]
+pub(super) unsafe extern "C" fn close_range(
+    first: libc::c_uint,
+    last: libc::c_uint,
+    flags: c_int,
+) -> c_int {
+    let forget_range = || {
+        for fd in first..=last.min(KINDS as libc::c_uint - 1) {
+            forget(fd as c_int);
+        }
+    };
+    forget_range();
+    let r = match real_fn!(c"close_range", CloseRangeFn) {
+        // SAFETY: passed through unchanged.
+        Some(real) => unsafe { real(first, last, flags) },
+        None => fail(libc::ENOSYS),
+    };
+    let e = super::errno();
+    forget_range();
+    super::set_errno(e);
+    r
 }
 
 /// `dup2(2)`: forgets what `new` was, then the C library's own.

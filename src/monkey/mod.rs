@@ -45,8 +45,7 @@
 //!
 //! A kill cannot unwind through a C function (Rust would abort the process). A greenlet killed
 //! (or interrupted by a [`Timeout`](crate::Timeout)) inside a patched call has that call end
-//! early with `EINTR` (`ECANCELED` for socket I/O, whose callers in `std` retry `EINTR`), and
-//! unwinds at its next blocking point in Rust code. Until then every patched call it makes fails
+//! early with `EINTR`, and unwinds at its next blocking point in Rust code. Until then every patched call it makes fails
 //! at once with `ECANCELED` instead of waiting, so that loops which retry on `EINTR` (`std`'s,
 //! libcurl's) end. If the greenlet returns without reaching a blocking point, it ends with its
 //! value rather than [`JoinError::Killed`](crate::JoinError::Killed). Each room's docs say what
@@ -65,6 +64,13 @@
 //!   shares, so they cannot be made cooperative. Use [`crate::sync`] and [`crate::queue`]
 //!   between greenlets. While monkey is patched the [blocked-worker monitor](crate::Config::monitor)
 //!   is on and names a greenlet stuck in one.
+//! - Standard input, output and error (descriptors 0 to 2), whatever they are: std's
+//!   `Stdout` and `Stderr` hold a lock that is re-entrant per OS thread across the write, so a
+//!   second greenlet of the worker printing while the first waits on a full pipe would find it
+//!   borrowed, and `Stdin`'s lock is a futex wait. A print to a pipe nobody reads blocks the
+//!   worker, as in gevent.
+//! - A child forked from a greenlet: its hooks are the C library's own (the child is a copy of
+//!   the worker thread, without the runtime).
 //! - The older resolver calls (`gethostbyname`), regular files (as in gevent: read big files
 //!   with [`crate::threadpool::spawn_blocking`]), static binaries (musl), code that makes the
 //!   system call itself (`syscall(2)`, inline assembly) and calls made inside the C library
@@ -118,6 +124,18 @@ pub fn patch_all() {
     // a greenlet stuck in one, unless the program chose its own setting.
     crate::monitor::on_by_default_for_monkey();
     if !PATCHED.swap(true, Ordering::SeqCst) {
+        // A child forked from a greenlet is a copy of its worker thread, still "inside a
+        // coroutine": its hooks must not park (it would run the parent's event loop on the
+        // epoll instance the two now share). They pass through in a forked child.
+        extern "C" fn in_child() {
+            PATCHED.store(false, Ordering::SeqCst);
+        }
+        // SAFETY: registers a handler that only stores an atomic (async-signal-safe, as a
+        // handler run in a forked child must be); no other pointers.
+        let r = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+        if r != 0 {
+            log::warn!("monkey: pthread_atfork failed ({r}): hooks in forked children may park");
+        }
         log::debug!(
             "monkey: patched clock_nanosleep, nanosleep, poll, ppoll, select, pselect, recv, \
              send, recvfrom, sendto, recvmsg, sendmsg, read, write, readv, writev, connect, \
@@ -127,7 +145,7 @@ pub fn patch_all() {
     }
 }
 
-/// Whether [`patch_all`] has been called.
+/// Whether [`patch_all`] has been called (in this process: a forked child starts unpatched).
 pub fn is_patched() -> bool {
     PATCHED.load(Ordering::Relaxed)
 }
@@ -184,6 +202,15 @@ fn check<T: PartialOrd + From<i8>>(r: T) -> Result<T, c_int> {
 /// (`Err`, and the hook fails with `EINTR` or `ECANCELED`), and the kill is sent again so that
 /// the greenlet's next blocking point, back in Rust, delivers it.
 fn catch_kill<R>(f: impl FnOnce() -> R) -> Result<R, ()> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .map_err(|_| crate::greenlet::kill::redeliver())
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        if !crate::greenlet::kill::is_kill(&*payload) {
+            // A bug of the crate's: it cannot unwind into C either. Reported, and the
+            // greenlet is made to unwind at its next blocking point.
+            log::error!(
+                "monkey: a panic inside a patched call was turned into a kill: {}",
+                crate::panic::message(&*payload)
+            );
+        }
+        crate::greenlet::kill::redeliver()
+    })
 }

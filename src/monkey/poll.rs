@@ -10,18 +10,19 @@
 //!
 //! The signal mask of `ppoll` and `pselect` applies to each zero-time check; signals are not
 //! waited for while the greenlet parks (a worker thread runs many greenlets, so a per-thread
-//! mask means nothing to one of them). A `select` with `nfds` above `FD_SETSIZE` reads the
-//! caller's sets as far as the kernel would.
+//! mask means nothing to one of them). A `select` with `nfds` above `FD_SETSIZE` (1024) is
+//! the C library's own, blocking the worker: the crate saves and restores the caller's sets
+//! between checks, and reads no further than an `fd_set`.
 //!
 //! # Kill safety
 //!
 //! A killed wait ends with `EINTR` (then `ECANCELED` until the kill is delivered); `select`'s
-//! sets are then those of the last check.
+//! sets are then those of the last check (the kernel leaves them unchanged on `EINTR`).
 
 use std::ffi::c_int;
 use std::time::{Duration, Instant};
 
-use super::ready::Watch;
+use super::ready::{DEADLINE, Watch};
 use super::{cooperative, errno, fail, real_fn};
 
 type PollFn = unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
@@ -58,10 +59,7 @@ fn wait_for(
     if crate::greenlet::kill::pending() {
         return fail(libc::ECANCELED);
     }
-    let mut watch = match Watch::new() {
-        Ok(w) => w,
-        Err(e) => return fail(e.raw_os_error().unwrap_or(libc::ENOMEM)),
-    };
+    let mut watch = Watch::new();
     for (fd, events) in interests {
         watch.add(fd, events);
     }
@@ -70,9 +68,11 @@ fn wait_for(
         r if r > 0 => Ok(r),
         _ => Err(errno()),
     });
+    // Emptied before errno is set: its `EPOLL_CTL_DEL`s can fail (a descriptor closed).
+    drop(watch);
     match waited {
         Ok(r) => r,
-        Err(libc::ETIMEDOUT) => 0,
+        Err(DEADLINE) => 0,
         Err(e) => fail(e),
     }
 }
@@ -266,7 +266,7 @@ pub(super) unsafe extern "C" fn select(
     };
     // SAFETY: passed through with the caller's pointers, or a zero time-out of ours.
     let call = |t: *mut libc::timeval| unsafe { real(nfds, r, w, e, t) };
-    if !cooperative() || nfds < 0 {
+    if !cooperative() || !(0..=libc::FD_SETSIZE as c_int).contains(&nfds) {
         return call(timeout);
     }
     let deadline = if timeout.is_null() {
@@ -323,7 +323,7 @@ pub(super) unsafe extern "C" fn pselect(
     };
     // SAFETY: passed through with the caller's pointers, or a zero time-out of ours.
     let call = |t: *const libc::timespec| unsafe { real(nfds, r, w, e, t, sigmask) };
-    if !cooperative() || nfds < 0 {
+    if !cooperative() || !(0..=libc::FD_SETSIZE as c_int).contains(&nfds) {
         return call(timeout);
     }
     let deadline = match timespec_deadline(timeout) {

@@ -19,6 +19,12 @@
 //! reaped by the next wait, as a signal would. A killed `pthread_join` fails with `ECANCELED`
 //! (`JoinHandle::join` then panics in the greenlet being killed); the thread is still joined
 //! on the pool, and its result dropped.
+//!
+//! Not covered: a greenlet killed while `Command::output` reads the child's pipes (before its
+//! wait) gets an error from std, which drops the `Child` without waiting for it, as it does for
+//! any read error; that child stays a zombie until the process waits for any child or ends.
+//! Kill such a greenlet after `output` returns, or run the command with `spawn` and wait for
+//! the child in a guard.
 
 use std::ffi::c_int;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -302,6 +308,10 @@ pub(super) unsafe extern "C" fn pthread_join(
     if !cooperative() {
         // SAFETY: passed through unchanged.
         return unsafe { real(thread, retval) };
+    }
+    // SAFETY: pthread_self has no preconditions.
+    if thread == unsafe { libc::pthread_self() } {
+        return libc::EDEADLK; // joining the worker thread itself, as the C library says
     }
     if crate::greenlet::kill::pending() {
         return libc::ECANCELED;

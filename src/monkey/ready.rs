@@ -45,24 +45,43 @@ impl Again for CoIo<Epoll> {
 }
 
 /// Spare sets kept per worker thread beyond which a finished wait closes its set.
-const SPARES: usize = 64;
+const SPARES: usize = 16;
 
 /// Sets kept per worker thread still holding the one descriptor they were made for.
-const KEPT: usize = 256;
+const KEPT: usize = 64;
 
 type Set = Registered<CoIo<Epoll>>;
 
 thread_local! {
     /// This worker's spare sets, empty and registered with its selector.
     static SPARE: RefCell<Vec<Set>> = const { RefCell::new(Vec::new()) };
-    /// This worker's sets that still hold one descriptor (by number) from its last wait: the
-    /// next wait on it costs one `EPOLL_CTL_MOD` instead of an add and a remove. The
-    /// modification fails once the number names another file (closed and reused, `dup2`),
-    /// and such a set is closed rather than reused. A set kept for a descriptor closed for
-    /// good stays until its number is waited on again (at most `KEPT` per worker).
-    static KEPT_SETS: RefCell<std::collections::HashMap<c_int, Set>> =
+    /// This worker's sets that still hold one descriptor (by number) from its last wait, with
+    /// the number's generation then (`fd::generation`): the next wait on it costs one
+    /// `EPOLL_CTL_MOD` instead of an add and a remove. A set whose number was closed since
+    /// (through the C library's `close`, `dup2`, `dup3`, `close_range`) is closed when next
+    /// seen or when the table is full; one closed behind the crate's back is caught by the
+    /// modification, which fails once the number names another file. At most `KEPT` per
+    /// worker.
+    static KEPT_SETS: RefCell<std::collections::HashMap<c_int, (Set, u32)>> =
         RefCell::new(std::collections::HashMap::new());
 }
+
+/// A new private epoll set, registered with the calling greenlet's worker.
+fn new_set() -> io::Result<Set> {
+    // SAFETY: epoll_create1 takes no pointers; it returns a new descriptor or -1.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by epoll_create1 and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = crate::deadline::home::place_fd(fd);
+    Ok(Registered::new(CoIo::new(Epoll(fd))?))
+}
+
+/// What [`Watch::wait`] reports when the deadline passed: not an errno (they are positive),
+/// so that a call's own `ETIMEDOUT` is not mistaken for it.
+pub(super) const DEADLINE: c_int = -1;
 
 /// A private epoll set holding the descriptors of one wait, given back empty when dropped.
 pub(super) struct Watch {
@@ -77,34 +96,32 @@ pub(super) struct Watch {
 
 impl Watch {
     /// A spare set of this worker, or a new one.
-    pub(super) fn new() -> io::Result<Watch> {
-        let spare = SPARE.with(|s| s.borrow_mut().pop());
-        let set = match spare {
-            Some(set) => set,
-            None => {
-                // SAFETY: epoll_create1 takes no pointers; it returns a new descriptor or -1.
-                let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-                if fd < 0 {
-                    return Err(io::Error::last_os_error());
+    pub(super) fn new() -> Watch {
+        let set = SPARE
+            .with(|s| s.borrow_mut().pop())
+            .or_else(|| match new_set() {
+                Ok(set) => Some(set),
+                Err(e) => {
+                    // Out of descriptors (EMFILE) or memory: the wait still works, without them.
+                    log::debug!("monkey: no epoll set for a wait ({e}): trying every 1-10 ms");
+                    None
                 }
-                // SAFETY: `fd` was just returned by epoll_create1 and is owned by nobody else.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                let fd = crate::deadline::home::place_fd(fd);
-                Registered::new(CoIo::new(Epoll(fd))?)
-            }
-        };
-        Ok(Watch {
-            set: Some(set),
+            });
+        Watch {
+            blind: set.is_none(),
+            set,
             added: Vec::new(),
-            blind: false,
             keep: false,
-        })
+        }
     }
 
     /// This worker's kept set for `fd`, now waiting for `events`, if it still holds `fd`'s
     /// file; it is kept again when dropped.
     fn kept(fd: c_int, events: u32) -> Option<Watch> {
-        let set = KEPT_SETS.with(|k| k.borrow_mut().remove(&fd))?;
+        let (set, generation) = KEPT_SETS.with(|k| k.borrow_mut().remove(&fd))?;
+        if generation != super::fd::generation(fd) {
+            return None; // closed since: the set is closed here
+        }
         let mut ev = libc::epoll_event {
             events,
             u64: fd as u64,
@@ -127,6 +144,9 @@ impl Watch {
     /// Adds `fd`, to wake the wait when it reports any of `events` (`EPOLL*` bits, which on
     /// Linux equal the `POLL*` ones), an error or a hang-up.
     pub(super) fn add(&mut self, fd: c_int, events: u32) {
+        if self.set.is_none() {
+            return;
+        }
         let (op, events) = match self.added.iter_mut().find(|(f, _)| *f == fd) {
             Some((_, had)) => {
                 *had |= events;
@@ -161,16 +181,14 @@ impl Watch {
         deadline: Option<Instant>,
         mut attempt: impl FnMut() -> Result<R, c_int>,
     ) -> Result<R, c_int> {
-        let Some(set) = &self.set else {
-            return Err(libc::EBADF);
-        };
         let mut op = would_block(&mut attempt);
-        finish(super::catch_kill(|| {
-            if self.blind || self.added.is_empty() {
-                blind(deadline, &mut op)
-            } else {
+        finish(super::catch_kill(|| match &self.set {
+            Some(set) if !self.blind && !self.added.is_empty() => {
                 io_until(what, set, None, Interest::Read, deadline, &mut op)
             }
+            // Nothing to wait for but the deadline (`poll(NULL, 0, t)`): sleep until it.
+            _ if !self.blind => blind(deadline, Duration::MAX, &mut op),
+            _ => blind(deadline, Duration::from_millis(10), &mut op),
         }))
     }
 }
@@ -189,7 +207,7 @@ fn would_block<R>(
 fn finish<R>(waited: Result<io::Result<Result<R, c_int>>, ()>) -> Result<R, c_int> {
     match waited {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => Err(libc::ETIMEDOUT),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => Err(DEADLINE),
         Ok(Err(e)) => Err(e.raw_os_error().unwrap_or(libc::EIO)),
         Err(()) => Err(libc::EINTR),
     }
@@ -205,12 +223,19 @@ pub(super) fn retry<R>(
         return Err(libc::ECANCELED);
     }
     let mut op = would_block(&mut attempt);
-    finish(super::catch_kill(|| blind(deadline, &mut op)))
+    finish(super::catch_kill(|| {
+        blind(deadline, Duration::from_millis(10), &mut op)
+    }))
 }
 
-/// A wait that cannot rely on the set: tries every 1 to 10 ms (the crate's exact sleep).
-fn blind<R>(deadline: Option<Instant>, op: &mut impl FnMut() -> io::Result<R>) -> io::Result<R> {
-    let mut pause = Duration::from_millis(1);
+/// A wait that cannot rely on the set: tries every 1 ms, then less often up to `longest`
+/// apart (the crate's exact sleep), until `deadline`.
+fn blind<R>(
+    deadline: Option<Instant>,
+    longest: Duration,
+    op: &mut impl FnMut() -> io::Result<R>,
+) -> io::Result<R> {
+    let mut pause = Duration::from_millis(1).min(longest);
     loop {
         match op() {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -221,7 +246,7 @@ fn blind<R>(deadline: Option<Instant>, op: &mut impl FnMut() -> io::Result<R>) -
             Ok(left) => left,
         };
         crate::sleep(left.map_or(pause, |l| l.min(pause)));
-        pause = (pause * 2).min(Duration::from_millis(10));
+        pause = pause.saturating_mul(2).min(longest);
     }
 }
 
@@ -231,8 +256,12 @@ impl Drop for Watch {
         let set = match (self.keep, self.added.as_slice()) {
             (true, &[(fd, _)]) => match KEPT_SETS.with(|k| {
                 let mut kept = k.borrow_mut();
+                if kept.len() >= KEPT {
+                    // Close the sets of numbers closed since they were kept.
+                    kept.retain(|fd, (_, generation)| *generation == super::fd::generation(*fd));
+                }
                 if kept.len() < KEPT && !kept.contains_key(&fd) {
-                    kept.insert(fd, set);
+                    kept.insert(fd, (set, super::fd::generation(fd)));
                     None
                 } else {
                     Some(set)
@@ -280,7 +309,7 @@ pub(super) fn wait_fd<R>(
     let watch = match Watch::kept(fd, events) {
         Some(watch) => watch,
         None => {
-            let mut watch = Watch::new().map_err(|e| e.raw_os_error().unwrap_or(libc::ENOMEM))?;
+            let mut watch = Watch::new();
             watch.add(fd, events);
             watch.keep = !watch.blind;
             watch

@@ -9,7 +9,9 @@
 //! that already has `MSG_DONTWAIT`, or a socket its owner made non-blocking, is passed through.
 //! A blocking `send` on a stream socket sends its whole buffer before it returns (as the
 //! kernel's), unless its time-out passes or it is killed (then the count sent so far);
-//! `recv` with `MSG_WAITALL` waits for the whole buffer.
+//! `recv` with `MSG_WAITALL` on a stream waits for the whole buffer, under one time-out
+//! (with `MSG_PEEK` it returns what has come). Receives of the error queue (`MSG_ERRQUEUE`)
+//! and of out-of-band data never wait, as the kernel's.
 //!
 //! `connect` and `accept` have no per-call non-blocking form:
 //!
@@ -34,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::fd::{owner_nonblocking, ready_now, status_flags};
-use super::ready::{deadline_after, wait_fd};
+use super::ready::{DEADLINE, deadline_after, wait_fd};
 use super::{check, cooperative, errno, fail, real_fn, set_errno};
 
 type RecvFn = unsafe extern "C" fn(c_int, *mut libc::c_void, usize, c_int) -> isize;
@@ -133,8 +135,24 @@ fn is_stream(fd: c_int) -> bool {
 /// The shared algorithm of the data calls. `call(flags)` is the C library's call (with
 /// `flags` added to the caller's); it is made with `MSG_DONTWAIT`, and waited for while it
 /// would block.
-fn socket_io(fd: c_int, flags: c_int, write: bool, call: impl Fn(c_int) -> isize) -> isize {
-    if !cooperative() || flags & libc::MSG_DONTWAIT != 0 {
+///
+/// `deadline`: `None` for the socket's own time-out option; `Some` for one set by the caller
+/// (a `MSG_WAITALL` receive made of several calls). The deadline's passing is `EAGAIN`, as
+/// the kernel reports a socket time-out.
+fn socket_io(
+    fd: c_int,
+    flags: c_int,
+    write: bool,
+    deadline: Option<Option<std::time::Instant>>,
+    call: impl Fn(c_int) -> isize,
+) -> isize {
+    // Receives of the error queue and of out-of-band data never block: the kernel's EAGAIN.
+    let never_blocks = if write {
+        libc::MSG_DONTWAIT
+    } else {
+        libc::MSG_DONTWAIT | libc::MSG_ERRQUEUE | libc::MSG_OOB
+    };
+    if !cooperative() || flags & never_blocks != 0 {
         return call(flags);
     }
     // The same single call as before for a ready socket.
@@ -147,16 +165,30 @@ fn socket_io(fd: c_int, flags: c_int, write: bool, call: impl Fn(c_int) -> isize
     } else {
         ("monkey recv", libc::POLLIN, libc::SO_RCVTIMEO)
     };
-    let deadline = deadline_after(socket_timeout(fd, option));
+    let deadline = deadline.unwrap_or_else(|| deadline_after(socket_timeout(fd, option)));
     let waited = wait_fd(what, fd, events as u32, deadline, || {
         check(call(flags | libc::MSG_DONTWAIT))
     });
-    waited.unwrap_or_else(|e| {
-        fail(if e == libc::ETIMEDOUT {
-            libc::EAGAIN
-        } else {
-            e
-        })
+    waited.unwrap_or_else(|e| fail(if e == DEADLINE { libc::EAGAIN } else { e }))
+}
+
+/// A receive with `MSG_WAITALL` on a blocking stream socket: the kernel's waits until the
+/// whole buffer has come (or the peer closes, an error, the socket's time-out, which bounds
+/// the whole call). `at(done, flags)` receives into the buffer past `done` bytes. Elsewhere
+/// (datagrams, where it means nothing; `MSG_PEEK`, which returns what has come so far here)
+/// one receive.
+fn receive_all(fd: c_int, flags: c_int, len: usize, at: impl Fn(usize, c_int) -> isize) -> isize {
+    if !cooperative()
+        || flags & (libc::MSG_DONTWAIT | libc::MSG_PEEK) != 0
+        || owner_nonblocking(fd)
+        || !is_stream(fd)
+    {
+        return socket_io(fd, flags, false, None, |f| at(0, f));
+    }
+    let flags = flags & !libc::MSG_WAITALL;
+    let deadline = deadline_after(socket_timeout(fd, libc::SO_RCVTIMEO));
+    whole(len, |done| {
+        socket_io(fd, flags, false, Some(deadline), |f| at(done, f))
     })
 }
 
@@ -193,11 +225,10 @@ pub(super) unsafe extern "C" fn recv(
     };
     // SAFETY: the caller's buffer, valid for `len` bytes; `at <= len`.
     let at = |at: usize, f| unsafe { real(fd, buf.cast::<u8>().add(at).cast(), len - at, f) };
-    if flags & libc::MSG_WAITALL != 0 && cooperative() {
-        let flags = flags & !libc::MSG_WAITALL;
-        return whole(len, |done| socket_io(fd, flags, false, |f| at(done, f)));
+    if flags & libc::MSG_WAITALL != 0 {
+        return receive_all(fd, flags, len, at);
     }
-    socket_io(fd, flags, false, |f| at(0, f))
+    socket_io(fd, flags, false, None, |f| at(0, f))
 }
 
 /// `send(2)`: cooperative on blocking sockets inside greenlets after `patch_all`.
@@ -223,7 +254,7 @@ pub(super) unsafe extern "C" fn send(
 /// A send on a stream socket that would block sends the rest of the buffer too (a blocking
 /// `send`'s contract); a datagram goes whole or not at all anyway.
 fn send_whole(fd: c_int, flags: c_int, len: usize, at: impl Fn(usize, c_int) -> isize) -> isize {
-    let first = socket_io(fd, flags, true, |f| at(0, f));
+    let first = socket_io(fd, flags, true, None, |f| at(0, f));
     if first < 0
         || first as usize >= len
         || first == 0
@@ -235,7 +266,7 @@ fn send_whole(fd: c_int, flags: c_int, len: usize, at: impl Fn(usize, c_int) -> 
         return first;
     }
     let rest = whole(len - first as usize, |done| {
-        socket_io(fd, flags, true, |f| at(first as usize + done, f))
+        socket_io(fd, flags, true, None, |f| at(first as usize + done, f))
     });
     if rest < 0 { first } else { first + rest }
 }
@@ -269,11 +300,10 @@ pub(super) unsafe extern "C" fn recvfrom(
             addrlen,
         )
     };
-    if flags & libc::MSG_WAITALL != 0 && cooperative() {
-        let flags = flags & !libc::MSG_WAITALL;
-        return whole(len, |done| socket_io(fd, flags, false, |f| at(done, f)));
+    if flags & libc::MSG_WAITALL != 0 {
+        return receive_all(fd, flags, len, at);
     }
-    socket_io(fd, flags, false, |f| at(0, f))
+    socket_io(fd, flags, false, None, |f| at(0, f))
 }
 
 /// `sendto(2)` (`std::net::UdpSocket::send_to`): cooperative on blocking sockets inside
@@ -320,7 +350,7 @@ pub(super) unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags
         return fail(libc::ENOSYS);
     };
     // SAFETY: passed through unchanged but for the flags.
-    socket_io(fd, flags, false, |f| unsafe { real(fd, msg, f) })
+    socket_io(fd, flags, false, None, |f| unsafe { real(fd, msg, f) })
 }
 
 /// `sendmsg(2)`: cooperative on blocking sockets inside greenlets after `patch_all` (a
@@ -339,7 +369,7 @@ pub(super) unsafe extern "C" fn sendmsg(
         return fail(libc::ENOSYS);
     };
     // SAFETY: passed through unchanged but for the flags.
-    socket_io(fd, flags, true, |f| unsafe { real(fd, msg, f) })
+    socket_io(fd, flags, true, None, |f| unsafe { real(fd, msg, f) })
 }
 
 /// `readv`/`writev` on a socket, inside a greenlet: `recvmsg`/`sendmsg` with the caller's
@@ -374,8 +404,10 @@ pub(super) unsafe extern "C" fn connect(
     };
     // SAFETY: passed through unchanged to the C library's `connect`.
     let plain = || unsafe { real(fd, addr, len) };
-    let owner = status_flags(fd);
-    let Some(owner) = owner.filter(|fl| cooperative() && fl & libc::O_NONBLOCK == 0) else {
+    if !cooperative() {
+        return plain();
+    }
+    let Some(owner) = status_flags(fd).filter(|fl| fl & libc::O_NONBLOCK == 0) else {
         return plain();
     };
     if crate::greenlet::kill::pending() {
@@ -417,7 +449,7 @@ pub(super) unsafe extern "C" fn connect(
     };
     match result {
         Ok(_) => 0,
-        Err(libc::ETIMEDOUT) if deadline.is_some() => fail(libc::EINPROGRESS),
+        Err(DEADLINE) => fail(libc::EINPROGRESS),
         Err(e) => fail(e),
     }
 }
@@ -437,7 +469,7 @@ fn accept_in_turn(fd: c_int, call: impl Fn() -> c_int) -> c_int {
     );
     match accepted {
         Ok(s) => s,
-        Err(libc::ETIMEDOUT) => fail(libc::EAGAIN),
+        Err(DEADLINE) => fail(libc::EAGAIN),
         Err(e) => {
             set_errno(e);
             -1

@@ -61,12 +61,20 @@ fn greenlet_echo_server() -> greenlet::server::StreamServer {
 }
 
 fn greenlet_echo_clients(addr: SocketAddr) -> Duration {
+    echo_clients(addr, |addr| {
+        let s = greenlet::net::TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    })
+}
+
+/// `ECHO_CONNS` greenlets, each making `ECHO_TRIPS` round trips on a stream from `connect`.
+fn echo_clients<S: Read + Write>(addr: SocketAddr, connect: fn(SocketAddr) -> S) -> Duration {
     let start = Instant::now();
     let gs: Vec<_> = (0..ECHO_CONNS)
         .map(|_| {
             greenlet::spawn(move || {
-                let mut s = greenlet::net::TcpStream::connect(addr).unwrap();
-                s.set_nodelay(true).unwrap();
+                let mut s = connect(addr);
                 let (msg, mut back) = ([7u8; MSG], [0u8; MSG]);
                 for _ in 0..ECHO_TRIPS {
                     s.write_all(&msg).unwrap();
@@ -186,24 +194,11 @@ fn std_echo_server() -> (SocketAddr, greenlet::Greenlet<()>) {
 
 #[cfg(all(feature = "monkey", target_os = "linux"))]
 fn std_echo_clients(addr: SocketAddr) -> Duration {
-    let start = Instant::now();
-    let gs: Vec<_> = (0..ECHO_CONNS)
-        .map(|_| {
-            greenlet::spawn(move || {
-                let mut s = std::net::TcpStream::connect(addr).unwrap();
-                s.set_nodelay(true).unwrap();
-                let (msg, mut back) = ([7u8; MSG], [0u8; MSG]);
-                for _ in 0..ECHO_TRIPS {
-                    s.write_all(&msg).unwrap();
-                    s.read_exact(&mut back).unwrap();
-                }
-            })
-        })
-        .collect();
-    for r in greenlet::joinall(gs) {
-        r.unwrap();
-    }
-    start.elapsed()
+    echo_clients(addr, |addr| {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    })
 }
 
 // ---- fetch ----

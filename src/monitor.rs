@@ -496,11 +496,14 @@ mod tests {
         let took = start.elapsed();
         tx.send(()).unwrap();
         t.join().unwrap();
-        let f = frame::blamed_frame(&text).expect(&text);
-        assert!(
-            f.function.contains("thread_in_recv"),
-            "{f:?} ({took:?})\n{text}"
-        );
+        match frame::blamed_frame(&text) {
+            Some(f) => assert!(
+                f.function.contains("thread_in_recv"),
+                "{f:?} ({took:?})\n{text}"
+            ),
+            // Optimised, the closure is inlined into std's thread start: no frame of ours.
+            None => assert!(!cfg!(debug_assertions), "no frame ({took:?})\n{text}"),
+        }
     }
 
     #[test]

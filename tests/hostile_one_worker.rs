@@ -11,14 +11,14 @@ mod load;
 mod races;
 mod support;
 
-use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use support::hostile::scaled;
 
 /// Applies `workers(1)` before the first spawn of this process, and shares the worker with
 /// the other tests for as long as the returned guard lives.
 fn one_worker() -> RwLockReadGuard<'static, ()> {
-    apply_one_worker();
+    support::apply_one_worker();
     WORKER.read().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -30,22 +30,11 @@ fn one_worker() -> RwLockReadGuard<'static, ()> {
 /// after its deadline, and that test's rounds did not race at all (1 CI run, and 2 of 45
 /// local runs of this binary under `cargo test`).
 fn one_worker_alone() -> RwLockWriteGuard<'static, ()> {
-    apply_one_worker();
+    support::apply_one_worker();
     WORKER.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 static WORKER: RwLock<()> = RwLock::new(());
-
-fn apply_one_worker() {
-    static APPLIED: OnceLock<()> = OnceLock::new();
-    APPLIED.get_or_init(|| {
-        greenlet::config()
-            .workers(1)
-            .apply()
-            .expect("applied before the runtime starts");
-    });
-    assert_eq!(greenlet::settings().workers, 1);
-}
 
 #[test]
 fn two_thousand_timed_waits() {

@@ -309,7 +309,7 @@ fn symbol_of(line: &str) -> Option<&str> {
 
 /// Whether `symbol` belongs to the waiting machinery rather than the code that waited.
 fn is_machinery(symbol: &str) -> bool {
-    const MACHINERY: [&str; 13] = [
+    const MACHINERY: [&str; 17] = [
         "std::",
         "core::",
         "alloc::",
@@ -323,6 +323,11 @@ fn is_machinery(symbol: &str) -> bool {
         "__GI_",
         "__futex",
         "__lll",
+        // A thread's first frames: the caller was inlined away (a release build).
+        "start_thread",
+        "clone3",
+        "__clone",
+        "__libc_start",
     ];
     let bare = symbol.trim_start_matches('<');
     symbol == "<unknown>" || MACHINERY.iter().any(|m| bare.starts_with(m))

@@ -399,24 +399,16 @@ pub(super) unsafe extern "C" fn write(fd: c_int, buf: *const libc::c_void, len: 
 /// may write part: goes on with the rest until done, an error, or a kill (then the count
 /// written so far, as the kernel's on a signal).
 fn write_all(fd: c_int, buf: *const libc::c_void, len: usize) -> isize {
-    let mut done = 0usize;
-    loop {
+    super::whole(len, |done| {
         let rest = libc::iovec {
             // SAFETY: `done < len`: still inside the caller's buffer.
             iov_base: unsafe { buf.cast::<u8>().add(done).cast_mut().cast() },
             iov_len: len - done,
         };
-        let r = stream_io(fd, &rest, 1, rest.iov_len == 0, true, || {
+        stream_io(fd, &rest, 1, rest.iov_len == 0, true, || {
             plain_iov(fd, &rest, 1, true)
-        });
-        if r < 0 {
-            return if done > 0 { done as isize } else { r };
-        }
-        done += r as usize;
-        if done >= len || r == 0 {
-            return done as isize;
-        }
-    }
+        })
+    })
 }
 
 /// `readv(2)`: cooperative on sockets and streams inside greenlets after `patch_all`.

@@ -214,3 +214,19 @@ fn catch_kill<R>(f: impl FnOnce() -> R) -> Result<R, ()> {
         crate::greenlet::kill::redeliver()
     })
 }
+
+/// Repeats `one(done)` (a call on the part of the buffer past `done` bytes) until `len`
+/// bytes are done, a call ends short with 0 or fails (then the count so far, or its error).
+fn whole(len: usize, mut one: impl FnMut(usize) -> isize) -> isize {
+    let mut done = 0usize;
+    loop {
+        let r = one(done);
+        if r < 0 {
+            return if done > 0 { done as isize } else { r };
+        }
+        done += r as usize;
+        if done >= len || r == 0 {
+            return done as isize;
+        }
+    }
+}

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use super::fd::{owner_nonblocking, ready_now, status_flags};
 use super::ready::{DEADLINE, deadline_after, wait_fd};
-use super::{check, cooperative, errno, fail, real_fn, set_errno};
+use super::{check, cooperative, errno, fail, real_fn, set_errno, whole};
 
 type RecvFn = unsafe extern "C" fn(c_int, *mut libc::c_void, usize, c_int) -> isize;
 type SendFn = unsafe extern "C" fn(c_int, *const libc::c_void, usize, c_int) -> isize;
@@ -190,22 +190,6 @@ fn receive_all(fd: c_int, flags: c_int, len: usize, at: impl Fn(usize, c_int) ->
     whole(len, |done| {
         socket_io(fd, flags, false, Some(deadline), |f| at(done, f))
     })
-}
-
-/// Repeats `one(done)` (a call on the part of the buffer past `done` bytes) until `len`
-/// bytes are done, a call ends short with 0 or fails (then the count so far, or its error).
-fn whole(len: usize, mut one: impl FnMut(usize) -> isize) -> isize {
-    let mut done = 0usize;
-    loop {
-        let r = one(done);
-        if r < 0 {
-            return if done > 0 { done as isize } else { r };
-        }
-        done += r as usize;
-        if done >= len || r == 0 {
-            return done as isize;
-        }
-    }
 }
 
 /// `recv(2)`: cooperative on blocking sockets inside greenlets after `patch_all`.

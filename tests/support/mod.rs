@@ -11,6 +11,19 @@ pub mod hostile;
 pub mod proc_status;
 pub mod watchdog;
 
+/// Applies `config().workers(1)` once per test binary, before its first spawn, and checks it
+/// took effect (the runtime starts once per process).
+pub fn apply_one_worker() {
+    static APPLIED: OnceLock<()> = OnceLock::new();
+    APPLIED.get_or_init(|| {
+        greenlet::config()
+            .workers(1)
+            .apply()
+            .expect("applied before the runtime starts");
+    });
+    assert_eq!(greenlet::settings().workers, 1);
+}
+
 /// `Duration::from_millis`, short.
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -69,7 +69,10 @@ fn greenlet_echo_clients(addr: SocketAddr) -> Duration {
 }
 
 /// `ECHO_CONNS` greenlets, each making `ECHO_TRIPS` round trips on a stream from `connect`.
-fn echo_clients<S: Read + Write>(addr: SocketAddr, connect: fn(SocketAddr) -> S) -> Duration {
+fn echo_clients<S: Read + Write + 'static>(
+    addr: SocketAddr,
+    connect: fn(SocketAddr) -> S,
+) -> Duration {
     let start = Instant::now();
     let gs: Vec<_> = (0..ECHO_CONNS)
         .map(|_| {

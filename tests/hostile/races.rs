@@ -175,6 +175,12 @@ impl Tally {
             self.killed.load(Ordering::Relaxed),
         );
         eprintln!("{what}: {ok} satisfied, {timed_out} timed out, {killed} killed");
+        if std::env::var_os("GREENLET_TEST_SANITIZER").is_some() {
+            // Under AddressSanitizer (`.ci/asan`, for heap checks) everything runs many times
+            // slower, and whole runs of rounds can miss their 1 ms window: the rounds' own
+            // checks still hold, the coverage of both outcomes is left to the plain runs.
+            return;
+        }
         assert!(
             ok > 0 && timed_out > 0 && (!kills || killed > 0),
             "{what}: the rounds did not race ({ok} satisfied, {timed_out} timed out, \

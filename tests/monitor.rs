@@ -3,27 +3,16 @@
 
 mod support;
 
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-use support::{capture_log, logged, ms};
+use support::{logged, ms};
 
 const MAX_BLOCKING: Duration = Duration::from_millis(50);
 
-/// Configures the runtime once, and runs the tests one at a time: a test that blocks a worker
-/// on purpose must not delay another's greenlets.
+/// The tests' configuration (`support::monitored_serially`), one test at a time.
 fn setup() -> MutexGuard<'static, ()> {
-    static CONFIG: Once = Once::new();
-    static SERIAL: Mutex<()> = Mutex::new(());
-    CONFIG.call_once(|| {
-        capture_log();
-        greenlet::config()
-            .workers(2)
-            .monitor(MAX_BLOCKING)
-            .apply()
-            .expect("before the first spawn");
-    });
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    support::monitored_serially(MAX_BLOCKING)
 }
 
 /// The monitor's warnings that name the greenlet called `name`.

@@ -7,11 +7,11 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex, MutexGuard, Once, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::Duration;
 
 use support::watchdog::bounded;
-use support::{capture_log, logged, ms};
+use support::{logged, ms};
 
 const MAX_BLOCKING: Duration = Duration::from_millis(50);
 /// How long a plain thread keeps the greenlets blocked before it releases them.
@@ -25,20 +25,9 @@ const FRAMES: bool = cfg!(all(
     debug_assertions
 ));
 
-/// Configures the runtime once, and runs the tests one at a time: each blocks workers on
-/// purpose, and the last needs both.
+/// The tests' configuration (`support::monitored_serially`), one test at a time.
 fn setup() -> MutexGuard<'static, ()> {
-    static CONFIG: Once = Once::new();
-    static SERIAL: Mutex<()> = Mutex::new(());
-    CONFIG.call_once(|| {
-        capture_log();
-        greenlet::config()
-            .workers(2)
-            .monitor(MAX_BLOCKING)
-            .apply()
-            .expect("before the first spawn");
-    });
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    support::monitored_serially(MAX_BLOCKING)
 }
 
 /// The records at `level` that name greenlet `name` and say "futex".

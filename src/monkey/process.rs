@@ -119,11 +119,11 @@ fn wait_child(
         None,
         &mut again,
     );
-    if let (Err(libc::EINTR | libc::ECANCELED), Target::Own(fd)) = (waited, pidfd)
+    if let (Err(libc::EINTR | libc::ECANCELED), Target::Own(_)) = (waited, pidfd)
         && options & libc::WNOWAIT == 0
     {
         // The child this greenlet was to reap: reaped when it exits, never left a zombie.
-        reap_later(which.id as libc::pid_t, fd);
+        reap_later(which.id as libc::pid_t);
     }
     waited
 }
@@ -143,26 +143,14 @@ impl Target {
     }
 }
 
-/// Reaps `pid` when it exits, in a greenlet of its own (a killed wait left it).
-fn reap_later(pid: libc::pid_t, pidfd: OwnedFd) {
+/// Reaps `pid` when it exits, in a greenlet of its own (a killed wait left it), through this
+/// module's own cooperative [`waitpid`].
+fn reap_later(pid: libc::pid_t) {
     let reaper = crate::Builder::new().name("monkey reaper").spawn(move || {
-        let Some(real) = real_fn!(c"waitpid", WaitpidFn) else {
-            return;
-        };
         let mut status = 0;
-        // SAFETY: `status` is writable; WNOHANG never blocks.
-        let mut once = || check(unsafe { real(pid, &mut status, libc::WNOHANG) });
-        let waited = wait_fd(
-            "monkey reaper",
-            pidfd.as_raw_fd(),
-            libc::POLLIN as u32,
-            None,
-            || match once() {
-                Ok(0) => Err(libc::EAGAIN),
-                other => other,
-            },
-        );
-        log::debug!("monkey: reaped child {pid} after a killed wait: {waited:?}");
+        // SAFETY: `status` is writable; the wait parks this greenlet on a pidfd.
+        let reaped = unsafe { waitpid(pid, &mut status, 0) };
+        log::debug!("monkey: reaped child {pid} after a killed wait: {reaped}");
     });
     if let Err(e) = reaper {
         log::warn!("monkey: cannot reap child {pid} after a killed wait: {e}");

@@ -24,6 +24,23 @@ pub fn apply_one_worker() {
     assert_eq!(greenlet::settings().workers, 1);
 }
 
+/// Configures two workers and the blocked-worker monitor at `max_blocking`, with the
+/// capturing logger, once per test binary; the guard runs the binary's tests one at a time
+/// (each blocks workers on purpose, which must not delay another's greenlets).
+pub fn monitored_serially(max_blocking: Duration) -> std::sync::MutexGuard<'static, ()> {
+    static CONFIG: std::sync::Once = std::sync::Once::new();
+    static SERIAL: Mutex<()> = Mutex::new(());
+    CONFIG.call_once(|| {
+        capture_log();
+        greenlet::config()
+            .workers(2)
+            .monitor(max_blocking)
+            .apply()
+            .expect("before the first spawn");
+    });
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `Duration::from_millis`, short.
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

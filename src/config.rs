@@ -399,6 +399,8 @@ fn start() {
     may.set_pool_capacity(s.pool_capacity.max(1));
     may.set_worker_pin(s.pin_workers);
     crate::greenlet::run_first_coroutine();
+    // After the first coroutine, so that generator's SIGSEGV handler is the one it replaces.
+    crate::greenlet::overflow::install();
     crate::deadline::hop::learn_workers();
     crate::deadline::home::start_mailboxes();
     crate::greenlet::kill::reserve_spare_pipes();

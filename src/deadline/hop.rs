@@ -49,6 +49,7 @@ pub(crate) fn learn_workers() {
         let tx = tx.clone();
         crate::greenlet::spawn_on_worker(index, move || {
             super::home::set_worker(index);
+            crate::greenlet::overflow::ensure_signal_stack();
             let _ = tx.send((thread_number(), index));
         });
     }

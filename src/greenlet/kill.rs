@@ -224,7 +224,7 @@ impl Meta {
 
     /// Clears may's cancel flag if a cancel was sent to this greenlet and not yet cleared.
     /// Called by the greenlet itself.
-    fn absorb_cancel(&self) {
+    pub(super) fn absorb_cancel(&self) {
         let mut state = self.kill.cancel.load(Ordering::SeqCst);
         while state == UNDECIDED && self.kill.requested() {
             // The killer is between its two stores, a few instructions away, or its cancel
@@ -603,6 +603,16 @@ fn clear_cancel_flag() -> bool {
         spare.push(pipe);
     }
     true
+}
+
+/// Clears may's cancel flag of the running coroutine, for an overflowed greenlet that was
+/// resumed (see `overflow`): with no cancel set, it parks until one comes, which is what that
+/// greenlet should do anyway.
+pub(super) fn clear_cancel_flag_now() {
+    if !clear_cancel_flag() {
+        // Out of descriptors: try again later rather than spin.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// Runs `f` with a never-ready pipe (from the spare ones, or a new one); `None` if none could

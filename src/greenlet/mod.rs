@@ -5,6 +5,7 @@
 mod dump;
 mod handle;
 pub(crate) mod kill;
+pub(crate) mod overflow;
 mod spawn;
 
 pub(crate) use handle::WeakGreenlet;
@@ -42,9 +43,10 @@ const ENDED_BY_KILL: u8 = 3;
 may::coroutine_local!(static CURRENT: RefCell<Option<Current>> = RefCell::new(None));
 
 /// The running greenlet, kept in may's coroutine-local storage. may drops that storage when it
-/// disposes of the coroutine, also after a stack overflow, which abandons the coroutine's
-/// frames without unwinding them; our wrapper never finishes then, and this guard's `Drop`
-/// completes the greenlet instead, so nothing waits for it forever.
+/// disposes of the coroutine. After a stack overflow that the crate's handler did not take
+/// (see [`overflow`]: generator's handler abandoned the coroutine's frames without unwinding
+/// them), our wrapper never finishes, and this guard's `Drop` completes the greenlet instead,
+/// so nothing waits for it forever.
 struct Current(GreenletRef);
 
 impl Drop for Current {
@@ -104,6 +106,9 @@ trait Erased: Send + Sync {
     fn meta(&self) -> &Meta;
     /// Completes the greenlet as failed if its body never returned (see [`Current`]).
     fn abandoned(self: Arc<Self>);
+    /// Completes the greenlet as failed, called as the greenlet itself after its stack
+    /// overflowed ([`overflow`]); its coroutine is then parked for good.
+    fn overflowed(self: Arc<Self>);
 }
 
 impl<T: Send + 'static> Erased for Inner<T> {
@@ -112,9 +117,27 @@ impl<T: Send + 'static> Erased for Inner<T> {
     }
 
     fn abandoned(self: Arc<Self>) {
-        if !self.meta.running.swap(false, Ordering::AcqRel) {
-            return; // finished normally
+        if self.meta.running.swap(false, Ordering::AcqRel) {
+            self.report_overflow();
         }
+    }
+
+    fn overflowed(self: Arc<Self>) {
+        if !self.meta.running.swap(false, Ordering::AcqRel) {
+            return; // its body had returned: only the wrapper's last steps were left
+        }
+        // No cancel is sent to it from now on (`send_cancel` checks `running`, on this
+        // worker); one already sent is cleared, or its parking would end at once.
+        self.meta.absorb_cancel();
+        self.meta.forget_panic();
+        self.meta.mark_delivered();
+        self.report_overflow();
+    }
+}
+
+impl<T: Send + 'static> Inner<T> {
+    /// Logs a stack overflow and completes the greenlet with its error.
+    fn report_overflow(self: Arc<Self>) {
         crate::monitor::ended();
         let bytes = self
             .meta
@@ -243,8 +266,17 @@ impl<T: Send + 'static> Inner<T> {
         // see its kill below.
         fence(Ordering::SeqCst);
         let anchor = 0u8;
-        meta.stack_top
-            .store(std::ptr::addr_of!(anchor) as usize, Ordering::Relaxed);
+        let anchor = std::ptr::addr_of!(anchor) as usize;
+        meta.stack_top.store(anchor, Ordering::Relaxed);
+        // Where an overflow of this stack would fault: the crate's handler takes it.
+        let stack_record = meta.co.get().zip(meta.me.get()).map(|(co, me)| {
+            overflow::enter(
+                anchor,
+                co.stack_size() * size_of::<usize>(),
+                meta.id,
+                me.clone(),
+            )
+        });
         let me = GreenletRef(self.clone());
         crate::monitor::started(&me);
         CURRENT.with(|c| *c.borrow_mut() = Some(Current(me)));
@@ -265,10 +297,14 @@ impl<T: Send + 'static> Inner<T> {
         };
         meta.forget_panic();
         meta.mark_delivered();
+        let id = meta.id;
         if meta.running.swap(false, Ordering::AcqRel) {
             self.finish(result);
         }
         crate::monitor::ended();
+        if let Some(slot) = stack_record {
+            overflow::leave(slot, id);
+        }
     }
 
     fn failure(&self, payload: &(dyn std::any::Any + Send)) -> JoinError {

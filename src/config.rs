@@ -12,7 +12,7 @@ const PAGE: usize = 4096;
 /// Smallest stack we hand to may: the guard page plus room for the greenlet's first frames.
 pub(crate) const MIN_STACK_BYTES: usize = 8 * 1024;
 /// 128 KiB, four times may's 32 KiB: a rustls handshake needs more than 48 KiB of stack in a
-/// debug build (measured), and an overflow abandons the greenlet with its resources. Only the
+/// debug build (measured), and an overflow stops the greenlet and leaks its resources. Only the
 /// pages a greenlet touches cost memory, so a parked greenlet's RSS does not grow with this.
 const DEFAULT_STACK_BYTES: usize = 128 * 1024;
 const DEFAULT_POOL_CAPACITY: usize = 1000;
@@ -86,9 +86,10 @@ impl Config {
     /// Rounded up to a multiple of 4 KiB, and to at least 8 KiB. The default is 128 KiB (may's
     /// is 32 KiB; a TLS handshake in a debug build needs more than 48 KiB). Each stack is a
     /// memory mapping of this size plus a guard page; only the pages a greenlet touches cost
-    /// memory. A greenlet that overflows its stack is abandoned without unwinding (what it held
-    /// is leaked) and its result is a [`JoinError::Panicked`](crate::JoinError) saying so; size
-    /// generously for deep recursion or large frames.
+    /// memory. A greenlet that overflows its stack is stopped without unwinding (what it held
+    /// is leaked and stays held; its stack stays mapped for good) and its result is a
+    /// [`JoinError::Panicked`](crate::JoinError) saying so; size generously for deep recursion
+    /// or large frames.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self

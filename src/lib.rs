@@ -91,9 +91,11 @@
 //!    and cannot be killed or timed out until it blocks; call [`yield_now`] now and then.
 //! 4. **Stacks are fixed-size.** The default is 128 KiB ([`Config::stack_size`],
 //!    [`Builder::stack_size`]). Deep recursion or large stack arrays overflow it: the guard
-//!    page stops the overflow, the greenlet is abandoned without unwinding (what it held, such
-//!    as a socket or a lock, is leaked; its stack may be reused while something still refers
-//!    into it) and its joiners get [`JoinError::Panicked`] saying so.
+//!    page stops the overflow and the greenlet is stopped where it is, without unwinding, and
+//!    its joiners get [`JoinError::Panicked`] saying so. What it held (a socket, a lock) is
+//!    leaked and stays held, and its stack is kept for the life of the process, so nothing
+//!    that still refers into it (a scoped thread's borrow) sees it freed or reused (on x86-64
+//!    Linux; `docs/soundness.md`).
 //!
 //! # `std` channels and locks inside greenlets
 //!

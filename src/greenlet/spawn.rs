@@ -28,10 +28,13 @@ where
             // may's own code and the crate's `inline(never)` thread-local reads only).
             // `tests/pinning.rs` checks it. Code that calls may's own blocking primitives
             // directly is outside this argument (`docs/soundness.md`).
-            // (2) Stack overflow: the guard page stops it, and the greenlet is abandoned
-            // without unwinding; may can reuse or unmap its stack while values on it are
-            // still referenced. Not discharged: it needs may/generator to leak such stacks
-            // (`docs/upstream.md`, item 14; `docs/soundness.md`).
+            // (2) Stack overflow: the guard page stops it, and the coroutine is left without
+            // unwinding while values on its stack may still be referenced. Discharged on
+            // x86-64 Linux by `greenlet::overflow`: the crate's SIGSEGV handler takes the
+            // fault of a greenlet's stack, completes the greenlet and parks its coroutine for
+            // good, so may never reuses, unmaps or resumes that stack (`tests/stack_overflow`).
+            // Not discharged elsewhere, nor for a fault before the greenlet's first frame
+            // recorded its stack (`docs/soundness.md`).
             unsafe { builder.spawn(f) }
         }))
     });

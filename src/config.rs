@@ -72,6 +72,10 @@ pub struct Config {
     threadpool_size: Option<usize>,
     max_greenlets: Option<usize>,
     monitor: Option<Duration>,
+    #[cfg(feature = "tokio")]
+    tokio_threads: Option<usize>,
+    #[cfg(feature = "tokio")]
+    tokio_handle: Option<tokio::runtime::Handle>,
 }
 
 impl Config {
@@ -182,6 +186,36 @@ impl Config {
         self
     }
 
+    /// Threads of the tokio runtime that [`block_on`](crate::block_on) polls futures in,
+    /// started on first use (feature `tokio`; default 2: they only run tokio's I/O driver,
+    /// timers and the tasks futures spawn, while the futures themselves are polled in the
+    /// greenlets). Ignored when [`tokio_handle`](Self::tokio_handle) gives a runtime.
+    #[cfg(feature = "tokio")]
+    pub fn tokio_threads(mut self, n: usize) -> Self {
+        self.tokio_threads = Some(n.max(1));
+        self
+    }
+
+    /// The tokio runtime [`block_on`](crate::block_on) polls futures in, instead of a runtime
+    /// of its own (feature `tokio`): for a program that already has one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = tokio::runtime::Runtime::new().unwrap();
+    /// greenlet::config()
+    ///     .tokio_handle(rt.handle().clone())
+    ///     .apply()
+    ///     .expect("before the first spawn");
+    /// let n = greenlet::spawn(|| greenlet::block_on(async { 1 + 1 })).get();
+    /// assert_eq!(n, Ok(2));
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn tokio_handle(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.tokio_handle = Some(handle);
+        self
+    }
+
     /// Applies the settings.
     ///
     /// # Errors
@@ -195,11 +229,19 @@ impl Config {
     ///   (it is tried once): may would fail to start with it.
     /// - [`ConfigError::PoolCapacity`] when the pool, which may fills at start, would need
     ///   more memory mappings than `vm.max_map_count` allows.
+    /// - [`ConfigError::Started`] also when a tokio setting is given after the async bridge
+    ///   fixed its runtime (feature `tokio`: the first `block_on` or `bridge::handle`).
     ///
     /// Nothing is changed when an error is returned.
     pub fn apply(self) -> Result<(), ConfigError> {
         let _guard = crate::sync::lock(&LOCK);
         if STARTED.load(Ordering::Acquire) {
+            return Err(ConfigError::Started);
+        }
+        #[cfg(feature = "tokio")]
+        if (self.tokio_threads.is_some() || self.tokio_handle.is_some())
+            && !crate::bridge::choose(None, None)
+        {
             return Err(ConfigError::Started);
         }
         if let Some(bytes) = self.stack_size {
@@ -230,6 +272,8 @@ impl Config {
             *crate::sync::lock(&MONITOR) = (!d.is_zero()).then_some(d);
             MONITOR_SET.store(true, Ordering::Relaxed);
         }
+        #[cfg(feature = "tokio")]
+        crate::bridge::choose(self.tokio_handle, self.tokio_threads);
         Ok(())
     }
 }
@@ -262,6 +306,9 @@ pub struct Settings {
     pub monitor: Option<Duration>,
     /// Whether the runtime has started (settings can no longer change).
     pub started: bool,
+    /// Threads of the async bridge's own tokio runtime ([`Config::tokio_threads`]).
+    #[cfg(feature = "tokio")]
+    pub tokio_threads: usize,
 }
 
 /// Returns the current runtime settings.
@@ -279,6 +326,8 @@ pub fn settings() -> Settings {
         max_greenlets: MAX_GREENLETS.load(Ordering::Relaxed),
         monitor: *crate::sync::lock(&MONITOR),
         started: STARTED.load(Ordering::Acquire),
+        #[cfg(feature = "tokio")]
+        tokio_threads: crate::bridge::threads(),
     }
 }
 

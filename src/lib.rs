@@ -112,7 +112,7 @@
 //! | `std::sync::mpsc`, crossbeam-channel | [`queue::Queue`] (bounded or not), [`queue::Channel`] (rendezvous) |
 //! | a std `Mutex`, `RwLock` or `Condvar` held or waited on across a blocking call | [`sync::Mutex`], [`sync::RwLock`], [`sync::Condvar`] |
 //! | `thread::park` / `unpark`, a one-shot hand-off | [`sync::Event`], [`sync::AsyncResult`] |
-//! | a library that waits on one inside (`reqwest::blocking`, a sync database driver) | [`threadpool::spawn_blocking`], or an async bridge for a tokio-based client |
+//! | a library that waits on one inside (`reqwest::blocking`, a sync database driver) | its async API through `block_on` (feature `tokio`, the `bridge` module), or [`threadpool::spawn_blocking`] |
 //!
 //! ```
 //! use greenlet::queue::Queue;
@@ -154,6 +154,10 @@
 //!   libpq), pipes, child processes, thread joins and name lookups.
 //! - `tls`: `net::tls`, TLS client and server streams (rustls, `ring` provider) over greenlet
 //!   sockets, and `https` for the [`http`] client.
+//! - `tokio`: the async bridge (`bridge`): `block_on(future)` runs any future (reqwest,
+//!   tokio-postgres, `tokio::time`) from a greenlet, parking only that greenlet, on a shared
+//!   tokio runtime or one you give. Without the feature, a [`Greenlet`] and a
+//!   [`threadpool::Task`] can still be `.await`ed from any async code.
 //!
 //! Greenlet panics are reported through `log`: the crate installs a panic hook, once, that
 //! keeps panics raised inside coroutines off stderr; panics on plain threads still reach the
@@ -174,6 +178,8 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "tokio")]
+pub mod bridge;
 mod config;
 mod deadline;
 mod error;
@@ -192,11 +198,13 @@ pub mod sync;
 pub mod threadpool;
 mod timeout;
 
+#[cfg(feature = "tokio")]
+pub use crate::bridge::block_on;
 pub use crate::config::{Config, Settings, config, settings};
 pub use crate::error::{ConfigError, Elapsed, JoinError};
 pub use crate::greenlet::{
-    Builder, Dump, Greenlet, GreenletInfo, GreenletRef, GreenletState, WaitInfo, current, dump,
-    is_kill, spawn, spawn_later, track_waits,
+    Builder, Dump, Greenlet, GreenletFuture, GreenletInfo, GreenletRef, GreenletState, WaitInfo,
+    current, dump, is_kill, spawn, spawn_later, track_waits,
 };
 pub use crate::join::{Iwait, iwait, joinall, joinall_timeout, killall};
 pub use crate::timeout::{Timeout, sleep, with_timeout, yield_now};

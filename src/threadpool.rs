@@ -21,8 +21,11 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::{Future, IntoFuture};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::sync::waiters::Flag;
@@ -218,6 +221,77 @@ impl<T> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Task")
             .field("ready", &self.ready())
+            .finish()
+    }
+}
+
+/// The future of a [`Task`] (its [`IntoFuture`]): resolves to the job's result, as
+/// [`Task::get`] returns it. Awaiting never blocks the executor's thread; dropping the future
+/// detaches the job, as dropping the `Task` does.
+///
+/// # Examples
+///
+/// ```
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let n = rt.block_on(async { greenlet::threadpool::spawn_blocking(|| 2 + 2).await });
+/// assert_eq!(n, Ok(4));
+/// ```
+#[must_use = "futures do nothing unless awaited"]
+pub struct TaskFuture<T> {
+    task: Option<Task<T>>,
+    /// The waker's registration with the job's "done" flag.
+    waker: Option<u64>,
+}
+
+impl<T> IntoFuture for Task<T> {
+    type Output = Result<T, JoinError>;
+    type IntoFuture = TaskFuture<T>;
+
+    fn into_future(self) -> TaskFuture<T> {
+        TaskFuture {
+            task: Some(self),
+            waker: None,
+        }
+    }
+}
+
+impl<T> Future for TaskFuture<T> {
+    type Output = Result<T, JoinError>;
+
+    /// # Panics
+    ///
+    /// When polled again after it returned `Ready`.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let task = this
+            .task
+            .as_ref()
+            .expect("TaskFuture polled after it completed");
+        if task
+            .shared
+            .done
+            .poll_fired(&mut this.waker, cx)
+            .is_pending()
+        {
+            return Poll::Pending;
+        }
+        this.waker = None; // `fire` took the registration
+        Poll::Ready(this.task.take().expect("checked above").get())
+    }
+}
+
+impl<T> Drop for TaskFuture<T> {
+    fn drop(&mut self) {
+        if let (Some(task), Some(id)) = (&self.task, self.waker) {
+            task.shared.done.forget_waker(id);
+        }
+    }
+}
+
+impl<T> fmt::Debug for TaskFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskFuture")
+            .field("ready", &self.task.as_ref().map(Task::ready))
             .finish()
     }
 }

@@ -50,6 +50,8 @@ pub(crate) fn learn_workers() {
         crate::greenlet::spawn_on_worker(index, move || {
             super::home::set_worker(index);
             crate::greenlet::overflow::ensure_signal_stack();
+            #[cfg(feature = "tokio")]
+            crate::bridge::enter_on_worker();
             let _ = tx.send((thread_number(), index));
         });
     }

@@ -3,6 +3,7 @@
 //! This module holds the crate's `unsafe` calls into may: spawn here, cancel in [`kill`].
 
 mod dump;
+mod future;
 mod handle;
 pub(crate) mod kill;
 pub(crate) mod overflow;
@@ -16,6 +17,7 @@ pub(crate) use spawn::{run_first_coroutine, spawn_on_worker};
 
 pub(crate) use dump::waiting;
 pub use dump::{Dump, GreenletInfo, GreenletState, WaitInfo, dump, track_waits};
+pub use future::GreenletFuture;
 
 use std::cell::RefCell;
 use std::fmt;

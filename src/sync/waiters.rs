@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use crate::deadline::Parker;
@@ -26,10 +27,25 @@ pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Who waits: a parked greenlet or thread, or a future's task (woken through its waker).
+enum Sleeper {
+    Parked(Arc<Parker>),
+    Task(Waker),
+}
+
+impl Sleeper {
+    fn wake(self) {
+        match self {
+            Sleeper::Parked(b) => crate::deadline::home::unpark(&b),
+            Sleeper::Task(w) => w.wake(),
+        }
+    }
+}
+
 /// Parked waiters, in arrival order.
 #[derive(Default)]
 pub(crate) struct Waiters {
-    list: VecDeque<(u64, Arc<Parker>)>,
+    list: VecDeque<(u64, Sleeper)>,
     next: u64,
 }
 
@@ -44,8 +60,25 @@ impl Waiters {
 
     fn push(&mut self, b: Arc<Parker>) -> u64 {
         self.next += 1;
-        self.list.push_back((self.next, b));
+        self.list.push_back((self.next, Sleeper::Parked(b)));
         self.next
+    }
+
+    /// Registers a future's waker, or updates the one registered as `*id`; `*id` is then its
+    /// registration (for [`Waiters::remove`] when the future is dropped).
+    fn register_waker(&mut self, id: &mut Option<u64>, waker: &Waker) {
+        if let Some(known) = *id
+            && let Some((_, Sleeper::Task(w))) = self.list.iter_mut().find(|(i, _)| *i == known)
+        {
+            if !w.will_wake(waker) {
+                w.clone_from(waker);
+            }
+            return;
+        }
+        self.next += 1;
+        self.list
+            .push_back((self.next, Sleeper::Task(waker.clone())));
+        *id = Some(self.next);
     }
 
     /// Removes waiter `id`; `false` if a notifier already took it.
@@ -61,15 +94,15 @@ impl Waiters {
 
     /// Wakes the longest-waiting waiter, if any.
     pub(crate) fn notify_one(&mut self) {
-        if let Some((_, b)) = self.list.pop_front() {
-            crate::deadline::home::unpark(&b);
+        if let Some((_, s)) = self.list.pop_front() {
+            s.wake();
         }
     }
 
     /// Wakes every waiter.
     pub(crate) fn notify_all(&mut self) {
-        for (_, b) in self.list.drain(..) {
-            crate::deadline::home::unpark(&b);
+        for (_, s) in self.list.drain(..) {
+            s.wake();
         }
     }
 }
@@ -261,5 +294,25 @@ impl Flag {
     /// Waits until the flag is set.
     pub(crate) fn wait(&self, what: &'static str) {
         while !self.wait_until(what, None) {}
+    }
+
+    /// A future's poll of the flag: `Ready` once it is set; otherwise the task's waker is
+    /// registered (as `*id`, updated on later polls) and woken when it is.
+    pub(crate) fn poll_fired(&self, id: &mut Option<u64>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_fired() {
+            return Poll::Ready(());
+        }
+        let mut waiters = lock(&self.waiters);
+        // Checked again under the lock: `fire` sets the flag before it takes the lock.
+        if self.is_fired() {
+            return Poll::Ready(());
+        }
+        waiters.register_waker(id, cx.waker());
+        Poll::Pending
+    }
+
+    /// Forgets the waker registered as `id` by [`Flag::poll_fired`] (its future is dropped).
+    pub(crate) fn forget_waker(&self, id: u64) {
+        lock(&self.waiters).remove(id);
     }
 }

@@ -1,0 +1,91 @@
+//! `Greenlet<T>` as a future: `greenlet.await` from async code waits without blocking the
+//! executor's thread.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use super::Greenlet;
+use crate::error::JoinError;
+
+/// The future of a [`Greenlet`] (its [`IntoFuture`]): resolves to the greenlet's result, as
+/// [`Greenlet::get`] returns it, once the greenlet has finished.
+///
+/// Awaiting never blocks the executor's thread: the task is woken when the greenlet finishes
+/// (after its links ran). Dropping the future detaches the greenlet, as dropping the
+/// `Greenlet` does: it runs on.
+///
+/// # Examples
+///
+/// ```
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let out = rt.block_on(async {
+///     let g = greenlet::spawn(|| {
+///         greenlet::sleep(std::time::Duration::from_millis(5)); // blocking-style code
+///         "done"
+///     });
+///     g.await
+/// });
+/// assert_eq!(out, Ok("done"));
+/// ```
+#[must_use = "futures do nothing unless awaited"]
+pub struct GreenletFuture<T> {
+    greenlet: Option<Greenlet<T>>,
+    /// The waker's registration with the greenlet's "done" flag.
+    waker: Option<u64>,
+}
+
+impl<T: Send + 'static> IntoFuture for Greenlet<T> {
+    type Output = Result<T, JoinError>;
+    type IntoFuture = GreenletFuture<T>;
+
+    fn into_future(self) -> GreenletFuture<T> {
+        GreenletFuture {
+            greenlet: Some(self),
+            waker: None,
+        }
+    }
+}
+
+impl<T: Send + 'static> Future for GreenletFuture<T> {
+    type Output = Result<T, JoinError>;
+
+    /// # Panics
+    ///
+    /// When polled again after it returned `Ready`.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let g = this
+            .greenlet
+            .as_ref()
+            .expect("GreenletFuture polled after it completed");
+        if g.inner
+            .meta
+            .done
+            .poll_fired(&mut this.waker, cx)
+            .is_pending()
+        {
+            return Poll::Pending;
+        }
+        this.waker = None; // `fire` took the registration
+        let g = this.greenlet.take().expect("checked above");
+        // Done, and its links have given the result back: `get` does not wait.
+        Poll::Ready(g.get())
+    }
+}
+
+impl<T> Drop for GreenletFuture<T> {
+    fn drop(&mut self) {
+        if let (Some(g), Some(id)) = (&self.greenlet, self.waker) {
+            g.inner.meta.done.forget_waker(id);
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for GreenletFuture<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GreenletFuture")
+            .field("id", &self.greenlet.as_ref().map(|g| g.inner.meta.id))
+            .finish()
+    }
+}

@@ -328,3 +328,93 @@ fn a_greenlet_round_trip_through_a_tokio_task() {
         },
     );
 }
+
+#[test]
+fn a_timeout_inside_the_future_on_a_plain_thread() {
+    bounded("tokio timeout on a thread", Duration::from_secs(20), || {
+        for d in [Duration::ZERO, Duration::from_micros(500), ms(1), ms(10)] {
+            let start = Instant::now();
+            let r = block_on(async { tokio::time::timeout(d, tokio::time::sleep(ms(500))).await });
+            assert!(r.is_err(), "{d:?}");
+            assert!(start.elapsed() < ms(400), "{d:?}: {:?}", start.elapsed());
+        }
+        // Satisfied just before its deadline.
+        let r = block_on(async { tokio::time::timeout(ms(50), async { 3 }).await });
+        assert_eq!(r.ok(), Some(3));
+    });
+}
+
+/// Rounds of a wake-up (a tokio task completing the oneshot) racing a kill of the greenlet
+/// parked in `block_on`, at about the same instant: each round ends with the value or with
+/// `Killed` (the future dropped), never hangs.
+#[test]
+fn a_wake_racing_a_kill_in_block_on() {
+    bounded("wake vs kill in block_on", Duration::from_secs(120), || {
+        let (mut got, mut killed) = (0, 0);
+        for round in 0..2000u64 {
+            let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
+            let drops = Arc::new(AtomicUsize::new(0));
+            let d = DropGuard(drops.clone());
+            let g = greenlet::spawn(move || {
+                block_on(async move {
+                    let _d = d;
+                    rx.await.ok()
+                })
+            });
+            let h = g.handle();
+            let spin = Duration::from_micros(round % 50);
+            greenlet::bridge::handle().spawn(async move {
+                let t = Instant::now();
+                while t.elapsed() < spin {
+                    std::hint::spin_loop();
+                }
+                let _ = tx.send(round);
+            });
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_micros(round % 37) {
+                std::hint::spin_loop();
+            }
+            h.kill_nowait();
+            match g.get() {
+                Ok(v) => {
+                    assert!(v.is_none() || v == Some(round));
+                    got += 1;
+                }
+                Err(JoinError::Killed) => killed += 1,
+                Err(e) => panic!("round {round}: {e}"),
+            }
+            assert_eq!(
+                drops.load(Ordering::SeqCst),
+                1,
+                "round {round}: future not dropped"
+            );
+        }
+        assert_eq!(got + killed, 2000);
+    });
+}
+
+/// Blocking inside a future that `block_on` polls (a greenlet sleep, a nested `block_on`),
+/// in many greenlets of the same workers at once: works (greenlets hold no tokio context
+/// guard of their own, so nothing is left out of order).
+#[test]
+fn blocking_inside_a_polled_future_in_many_greenlets() {
+    bounded("blocking inside block_on", Duration::from_secs(20), || {
+        let gs: Vec<_> = (0..50u64)
+            .map(|i| {
+                greenlet::spawn(move || {
+                    block_on(async move {
+                        greenlet::sleep(ms(i % 5));
+                        let inner = block_on(async move {
+                            tokio::time::sleep(ms(1)).await;
+                            i
+                        });
+                        tokio::task::yield_now().await;
+                        inner * 2
+                    })
+                })
+            })
+            .collect();
+        let sum: u64 = greenlet::joinall(gs).into_iter().map(Result::unwrap).sum();
+        assert_eq!(sum, (0..50u64).map(|i| i * 2).sum::<u64>());
+    });
+}

@@ -299,13 +299,13 @@ impl<T: Send + 'static> Inner<T> {
         };
         meta.forget_panic();
         meta.mark_delivered();
-        let id = meta.id;
+        let (id, home) = (meta.id, meta.home);
         if meta.running.swap(false, Ordering::AcqRel) {
             self.finish(result);
         }
         crate::monitor::ended();
         if let Some(slot) = stack_record {
-            overflow::leave(slot, id);
+            overflow::leave(slot, id, home);
         }
     }
 

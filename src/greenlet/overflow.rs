@@ -7,9 +7,12 @@
 //! code, so the crate handles the fault first:
 //!
 //! 1. **The handler** (installed over generator's once the runtime starts) claims a fault
-//!    only when its address lies at the bottom of a stack of a greenlet started on this
-//!    thread (each worker keeps the stack ranges of the greenlets it runs) and the stack
-//!    pointer is in that stack. Anything else goes on to the handler it replaced, as before.
+//!    only when the kernel raised it (not a `kill`), the coroutine running on the faulting
+//!    thread is a greenlet that recorded its stack there (each worker keeps a record per
+//!    greenlet it runs: the coroutine's identity, generator's local-data pointer, and its
+//!    stack's range), the address lies in that greenlet's own stack range, down to below its
+//!    guard page, and so does the stack pointer. Anything else goes on to the handler it
+//!    replaced, as before.
 //! 2. It does no work on the signal stack. It points the interrupted context at
 //!    [`landing`], on a spare stack of its own (pre-mapped: the handler makes no allocation),
 //!    and returns; the kernel's `sigreturn` restores the signal mask.
@@ -23,11 +26,16 @@
 //! deadlock, not a use-after-free), and its stack and the spare are leaked (one log line
 //! says so, once).
 //!
-//! Limits: x86-64 Linux only (elsewhere generator's handler runs as before, see
-//! `docs/soundness.md`); a coroutine not started by the crate (may used directly), or a
-//! fault before a greenlet's first frame recorded its stack, goes to generator's handler; an
-//! overflow inside the C allocator leaves its lock held, and the worker's next allocation
-//! then waits for good (the monitor reports such a worker).
+//! When no landing stack can be had (the spares are used and `mmap` fails: out of memory
+//! mappings after many overflows), the process aborts with a message rather than let the
+//! stack be reused.
+//!
+//! Limits (`docs/soundness.md`): x86-64 Linux only (elsewhere generator's handler runs as
+//! before); a coroutine not started by the crate (may used directly) goes to generator's
+//! handler. Stopping code where it is can leave shared state half-changed: an overflow inside
+//! the C allocator leaves its lock held (the worker's next allocation waits for good), one
+//! inside may's run queue leaves spawns onto that worker spinning, one during an unwind
+//! leaves the worker's std panic count raised. Memory safety holds; that worker may not.
 
 use std::cell::Cell;
 use std::sync::Weak;
@@ -35,12 +43,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, compiler_fence};
 
 use super::Erased;
 
-/// One live greenlet's stack on this thread: faults in `lo..hi` are its overflow.
+/// One live greenlet's stack on this thread: faults in `lo..hi`, while its coroutine runs,
+/// are its overflow.
 struct Entry {
     /// Below the guard page's lowest possible address.
     lo: usize,
     /// The first frame's anchor (`Meta::stack_top`); 0 for a free slot.
     hi: usize,
+    /// generator's local-data pointer of the greenlet's coroutine: which coroutine runs.
+    coroutine: usize,
+    /// Order of the records on this thread: a newer one wins over an older one with the same
+    /// coroutine pointer (a record left behind by a greenlet that ended elsewhere).
+    seq: u64,
     id: u64,
     greenlet: Weak<dyn Erased>,
 }
@@ -51,6 +65,7 @@ struct Entry {
 struct Stacks {
     entries: Vec<Entry>,
     free: Vec<usize>,
+    seq: u64,
 }
 
 thread_local! {
@@ -79,34 +94,81 @@ fn with_stacks<R>(f: impl FnOnce(&mut Stacks) -> R) -> R {
     r
 }
 
-/// Records the stack of the greenlet starting on this thread: `anchor` is a local of its
-/// first frame, `bytes` its stack size. Returns the slot for [`leave`].
+/// Records the stack of the greenlet starting on this thread, as its coroutine: `anchor` is a
+/// local of its first frame, `bytes` its stack size. Returns the slot for [`leave`].
 pub(super) fn enter(anchor: usize, bytes: usize, id: u64, greenlet: Weak<dyn Erased>) -> usize {
-    let page = page_size();
-    // generator maps `bytes` rounded up to a page above one guard page, and the anchor lies
-    // within the top of that: the guard page is inside `lo..anchor`.
-    let usable = bytes.div_ceil(page) * page;
-    let entry = Entry {
-        lo: anchor.saturating_sub(usable + 2 * page),
-        hi: anchor,
+    record(
+        anchor,
+        bytes,
+        generator::get_local_data() as usize,
         id,
         greenlet,
-    };
-    with_stacks(|s| match s.free.pop() {
-        Some(slot) => {
-            s.entries[slot] = entry;
-            slot
-        }
-        None => {
-            s.entries.push(entry);
-            s.entries.len() - 1
+    )
+}
+
+fn record(
+    anchor: usize,
+    bytes: usize,
+    coroutine: usize,
+    id: u64,
+    greenlet: Weak<dyn Erased>,
+) -> usize {
+    let page = page_size();
+    // generator maps `bytes` rounded up to a page above one guard page, and the anchor lies
+    // within the top of that: the guard page is inside `lo..anchor`. (Below the guard page,
+    // the range reaches into the mapping underneath by as much as the anchor lies below the
+    // top; only a fault of this coroutine is claimed, so that is still its overflow.)
+    let usable = bytes.div_ceil(page) * page;
+    with_stacks(|s| {
+        s.seq += 1;
+        let entry = Entry {
+            lo: anchor.saturating_sub(usable + 2 * page),
+            hi: anchor,
+            coroutine,
+            seq: s.seq,
+            id,
+            greenlet,
+        };
+        match s.free.pop() {
+            Some(slot) => {
+                s.entries[slot] = entry;
+                slot
+            }
+            None => {
+                s.entries.push(entry);
+                s.entries.len() - 1
+            }
         }
     })
 }
 
-/// Forgets the stack recorded by [`enter`] when its greenlet ends.
-pub(super) fn leave(slot: usize, id: u64) {
-    let left = with_stacks(|s| match s.entries.get_mut(slot) {
+/// Forgets the stack recorded by [`enter`] when its greenlet ends. A greenlet that ends on
+/// another thread than its worker `home` (moved there by may's own waits, used directly) has
+/// its record forgotten on `home`, through the worker's mailbox.
+pub(super) fn leave(slot: usize, id: u64, home: usize) {
+    if forget(slot, id) {
+        return;
+    }
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "greenlet {id} ended on another thread than its worker (may's own blocking \
+             primitives used inside a greenlet?)"
+        );
+    }
+    if crate::deadline::home::worker() != Some(home) {
+        crate::deadline::home::wake_on(
+            home,
+            crate::deadline::home::Wake::Call(Box::new(move || {
+                forget(slot, id);
+            })),
+        );
+    }
+}
+
+/// Frees record `slot` of this thread if it is greenlet `id`'s.
+fn forget(slot: usize, id: u64) -> bool {
+    with_stacks(|s| match s.entries.get_mut(slot) {
         Some(e) if e.id == id && e.hi != 0 => {
             e.hi = 0;
             e.greenlet = Weak::<super::Inner<()>>::new();
@@ -114,22 +176,17 @@ pub(super) fn leave(slot: usize, id: u64) {
             true
         }
         _ => false,
-    });
-    if !left {
-        // Only possible when something moved the greenlet off its worker (may's own waits,
-        // used directly): its entry stays on the thread it started on.
-        static SAID: AtomicBool = AtomicBool::new(false);
-        if !SAID.swap(true, Ordering::Relaxed) {
-            log::warn!(
-                "greenlet {id} ended on another thread than it started on (may's own blocking \
-                 primitives used inside a greenlet?); its stack record stays behind"
-            );
-        }
-    }
+    })
 }
 
-/// The size of the landing stacks, above their guard page.
-const LANDING_BYTES: usize = 64 * 1024;
+/// `si_code`s of a SIGSEGV raised by the kernel for a bad access (`<asm-generic/siginfo.h>`;
+/// not in the libc crate): no mapping there, and a mapping without the access (a guard page).
+const SEGV_MAPERR: libc::c_int = 1;
+const SEGV_ACCERR: libc::c_int = 2;
+
+/// The size of the landing stacks, above their guard page: room for the user's logger and
+/// the greenlet's completion (only the pages used cost memory).
+const LANDING_BYTES: usize = 256 * 1024;
 
 /// Pre-mapped landing stacks (their mapping's base; 0 = empty), taken by the handler.
 static SPARES: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
@@ -256,40 +313,76 @@ extern "C" fn on_segv(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     {
         // SAFETY: the kernel passes a valid siginfo and ucontext to an SA_SIGINFO handler.
-        let (fault, sp) = unsafe {
+        let (code, fault, sp) = unsafe {
             let uc = &*(ctx as *const libc::ucontext_t);
             (
+                (*info).si_code,
                 (*info).si_addr() as usize,
                 uc.uc_mcontext.gregs[libc::REG_RSP as usize] as usize,
             )
         };
-        // A spare, or a new mapping (mmap is async-signal-safe) when both are in use.
-        if let Some(slot) = claimed(fault, sp)
-            && let Some(base) = take_spare().or_else(map_landing)
-        {
-            // SAFETY: `ctx` is the interrupted context, which `sigreturn` resumes; `base` is
-            // a landing stack no one else uses.
-            unsafe { land(ctx, slot, base) };
-            return;
+        // Only a fault the kernel raised: a SIGSEGV sent with kill(2) or sigqueue(3) has no
+        // faulting address (that field is then the sender's).
+        let by_kernel = code == SEGV_MAPERR || code == SEGV_ACCERR;
+        if by_kernel && let Some(slot) = claimed(fault, sp, running_coroutine()) {
+            // A spare, or a new mapping (mmap is async-signal-safe) when both are in use.
+            match take_spare().or_else(map_landing) {
+                Some(base) => {
+                    // SAFETY: `ctx` is the interrupted context, which `sigreturn` resumes;
+                    // `base` is a landing stack no one else uses.
+                    unsafe { land(ctx, slot, base) };
+                    return;
+                }
+                // Never the handler below: it would let the stack be reused.
+                None => abort_without_landing(),
+            }
         }
     }
     pass_on(sig, info, ctx);
 }
 
-/// The slot of this thread's greenlet whose stack the fault at `fault` (with the stack
-/// pointer at `sp`) ran off, if any.
-fn claimed(fault: usize, sp: usize) -> Option<usize> {
+/// generator's local-data pointer of the coroutine running on this thread (0 for none), on
+/// a thread that has run greenlets (elsewhere 0, without touching generator's thread-local:
+/// its first use would allocate).
+fn running_coroutine() -> usize {
+    if STACKS.get().is_null() {
+        return 0;
+    }
+    generator::get_local_data() as usize
+}
+
+/// The slot of this thread's record of `coroutine` (running now) whose stack the fault at
+/// `fault` (with the stack pointer at `sp`) ran off, if any: the newest such record.
+fn claimed(fault: usize, sp: usize, coroutine: usize) -> Option<usize> {
     let ptr = STACKS.get();
-    if ptr.is_null() || BUSY.get() {
+    if ptr.is_null() || BUSY.get() || coroutine == 0 {
         return None;
     }
     // SAFETY: this thread's records, not being changed (`BUSY` is clear); read only.
     let stacks = unsafe { &*ptr };
-    stacks.entries.iter().position(|e| {
-        e.hi != 0
-            && (e.lo..e.hi).contains(&fault)
-            && (e.lo.saturating_sub(LANDING_BYTES)..e.hi).contains(&sp)
-    })
+    stacks
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            e.hi != 0
+                && e.coroutine == coroutine
+                && (e.lo..e.hi).contains(&fault)
+                && (e.lo.saturating_sub(LANDING_BYTES)..e.hi).contains(&sp)
+        })
+        .max_by_key(|(_, e)| e.seq)
+        .map(|(slot, _)| slot)
+}
+
+/// Ends the process when an overflow cannot be given a landing stack. Async-signal-safe.
+fn abort_without_landing() -> ! {
+    let msg = b"greenlet: a greenlet overflowed its stack and no stack is left to stop it on \
+(out of memory mappings: see vm.max_map_count); aborting rather than reuse its stack\n";
+    // SAFETY: writes a static buffer to stderr, then aborts; both async-signal-safe.
+    unsafe {
+        libc::write(libc::STDERR_FILENO, msg.as_ptr().cast(), msg.len());
+        libc::abort()
+    }
 }
 
 fn take_spare() -> Option<usize> {
@@ -428,28 +521,77 @@ mod tests {
     fn records_are_reused_and_only_their_own_greenlet_leaves() {
         std::thread::spawn(|| {
             let none = || Weak::<crate::greenlet::Inner<()>>::new() as Weak<dyn Erased>;
-            let a = enter(1 << 20, 64 * 1024, 1, none());
-            let b = enter(2 << 20, 64 * 1024, 2, none());
+            const CO: usize = 0xc0;
+            let a = record(1 << 20, 64 * 1024, CO, 1, none());
+            let b = record(2 << 20, 64 * 1024, CO + 1, 2, none());
             assert_ne!(a, b);
+            let bottom = (1 << 20) - 64 * 1024;
+            assert_eq!(claimed(bottom - 100, bottom, CO), Some(a));
             assert_eq!(
-                claimed((1 << 20) - 64 * 1024 - 100, (1 << 20) - 64 * 1024),
-                Some(a)
+                claimed(bottom - 100, bottom, CO + 1),
+                None,
+                "not the running one"
             );
+            assert_eq!(claimed(bottom - 100, bottom, 0), None, "no coroutine runs");
             assert_eq!(
-                claimed((1 << 20) + 10, 1 << 20),
+                claimed((1 << 20) + 10, 1 << 20, CO),
                 None,
                 "above the first frame"
             );
-            assert_eq!(claimed(100, 200), None);
-            leave(a, 2); // not a's greenlet: kept
-            assert!(claimed((1 << 20) - 10, (1 << 20) - 10).is_some());
-            leave(a, 1);
-            assert_eq!(claimed((1 << 20) - 10, (1 << 20) - 10), None);
+            assert_eq!(claimed(100, 200, CO), None);
+            assert!(!forget(a, 2), "not a's greenlet: kept");
+            assert!(claimed((1 << 20) - 10, (1 << 20) - 10, CO).is_some());
+            assert!(forget(a, 1));
+            assert_eq!(claimed((1 << 20) - 10, (1 << 20) - 10, CO), None);
             assert_eq!(
-                enter(3 << 20, 64 * 1024, 3, none()),
+                record(3 << 20, 64 * 1024, CO + 2, 3, none()),
                 a,
                 "the free slot is reused"
             );
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A record left behind (its greenlet ended elsewhere) and a new one for the same
+    /// coroutine pointer and stack: the new one is claimed.
+    #[test]
+    fn the_newest_record_of_a_coroutine_wins() {
+        std::thread::spawn(|| {
+            let none = || Weak::<crate::greenlet::Inner<()>>::new() as Weak<dyn Erased>;
+            const CO: usize = 0xd0;
+            let stale = record(4 << 20, 64 * 1024, CO, 10, none());
+            let new = record(4 << 20, 64 * 1024, CO, 11, none());
+            let bottom = (4 << 20) - 64 * 1024;
+            assert_eq!(claimed(bottom - 8, bottom, CO), Some(new));
+            assert!(forget(new, 11));
+            assert_eq!(claimed(bottom - 8, bottom, CO), Some(stale));
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Two greenlets' ranges overlap (a big first frame puts one's anchor far below its top,
+    /// so its range reaches into the stack mapped underneath): only the running one's fault
+    /// is claimed, for it.
+    #[test]
+    fn overlapping_ranges_go_to_the_running_coroutine() {
+        std::thread::spawn(|| {
+            let none = || Weak::<crate::greenlet::Inner<()>>::new() as Weak<dyn Erased>;
+            let (a_co, b_co) = (0xe0, 0xe1);
+            // A: 8 MiB stack, anchor 3 MiB below its top; B: 16 KiB, right under A's guard.
+            let a_anchor = 64 << 20;
+            let a = record(a_anchor, 8 << 20, a_co, 20, none());
+            let b_guard = a_anchor - (5 << 20) - 16 * 1024 - 8192;
+            let b = record(
+                b_guard + 4096 + 16 * 1024 - 200,
+                16 * 1024,
+                b_co,
+                21,
+                none(),
+            );
+            assert_eq!(claimed(b_guard + 8, b_guard + 16, b_co), Some(b));
+            assert_eq!(claimed(b_guard + 8, b_guard + 16, a_co), Some(a));
         })
         .join()
         .unwrap();

@@ -85,6 +85,9 @@ fn stack_error(cause: &str) -> io::Error {
     )
 }
 
+/// Closures bigger than this (bytes) are boxed at spawn (see [`Builder::spawn`]).
+const BOX_CLOSURES_OVER: usize = 256;
+
 /// Configures and spawns a greenlet (gevent's `Greenlet(name=...)`).
 ///
 /// # Examples
@@ -185,7 +188,16 @@ impl Builder {
         let erased = inner.clone() as Arc<dyn Erased>;
         let _ = inner.meta.me.set(Arc::downgrade(&erased));
         dump::register(&erased);
-        if let Err(e) = raw_spawn(builder, move || theirs.run(f)) {
+        // A large closure goes to the heap: moved by value, it would be copied down the new
+        // stack (several times in a debug build) before the greenlet's first frame records
+        // its stack for the overflow handler, and could overflow a small stack right there.
+        let spawned = if size_of::<F>() > BOX_CLOSURES_OVER {
+            let f: Box<dyn FnOnce() -> T + Send> = Box::new(f);
+            raw_spawn(builder, move || theirs.run(f))
+        } else {
+            raw_spawn(builder, move || theirs.run(f))
+        };
+        if let Err(e) = spawned {
             dump::unregister(inner.meta.id);
             return Err(e);
         }

@@ -4,7 +4,9 @@
 //! - `block_on_ready`: `block_on` of an already-ready future, inside a greenlet (`greenlet`),
 //!   and tokio's `Handle::block_on` of the same on a plain thread (`tokio`).
 //! - `round_trip`: a oneshot completed by a tokio task, waited on by a greenlet through
-//!   `block_on` (`greenlet`: greenlet -> tokio -> greenlet) and by a tokio task (`tokio`).
+//!   `block_on` (`greenlet`: greenlet -> tokio -> greenlet), by a tokio task (`tokio`), and
+//!   by a plain thread through tokio's `Handle::block_on` (`tokio_from_thread`: like the
+//!   greenlet, a waiter outside the runtime's threads).
 //! - `await_finished`: a tokio task awaits a finished greenlet (`greenlet`) and a finished
 //!   `tokio::task::JoinHandle` (`tokio`).
 
@@ -72,6 +74,16 @@ fn round_trip(c: &mut Criterion) {
                 .await
                 .unwrap()
             })
+        })
+    });
+    // The nearest tokio equivalent of the greenlet's path: a thread outside the runtime waits
+    // (tokio's `Handle::block_on`) for a task on the runtime's threads.
+    let handle = rt.handle().clone();
+    group.bench_function("tokio_from_thread", |b| {
+        b.iter(|| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            handle.spawn(async move { tx.send(1u64).unwrap() });
+            black_box(handle.block_on(rx).unwrap())
         })
     });
     group.finish();

@@ -28,7 +28,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::sync::waiters::Flag;
+use crate::sync::waiters::{Flag, FlagFuture};
 
 use crate::error::JoinError;
 use crate::panic;
@@ -237,21 +237,14 @@ impl<T> fmt::Debug for Task<T> {
 /// assert_eq!(n, Ok(4));
 /// ```
 #[must_use = "futures do nothing unless awaited"]
-pub struct TaskFuture<T> {
-    task: Option<Task<T>>,
-    /// The waker's registration with the job's "done" flag.
-    waker: Option<u64>,
-}
+pub struct TaskFuture<T>(FlagFuture<Task<T>>);
 
 impl<T> IntoFuture for Task<T> {
     type Output = Result<T, JoinError>;
     type IntoFuture = TaskFuture<T>;
 
     fn into_future(self) -> TaskFuture<T> {
-        TaskFuture {
-            task: Some(self),
-            waker: None,
-        }
+        TaskFuture(FlagFuture::new(self, |t| &t.shared.done))
     }
 }
 
@@ -262,36 +255,14 @@ impl<T> Future for TaskFuture<T> {
     ///
     /// When polled again after it returned `Ready`.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let task = this
-            .task
-            .as_ref()
-            .expect("TaskFuture polled after it completed");
-        if task
-            .shared
-            .done
-            .poll_fired(&mut this.waker, cx)
-            .is_pending()
-        {
-            return Poll::Pending;
-        }
-        this.waker = None; // `fire` took the registration
-        Poll::Ready(this.task.take().expect("checked above").get())
-    }
-}
-
-impl<T> Drop for TaskFuture<T> {
-    fn drop(&mut self) {
-        if let (Some(task), Some(id)) = (&self.task, self.waker) {
-            task.shared.done.forget_waker(id);
-        }
+        self.get_mut().0.poll(cx, Task::get)
     }
 }
 
 impl<T> fmt::Debug for TaskFuture<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskFuture")
-            .field("ready", &self.task.as_ref().map(Task::ready))
+            .field("ready", &self.0.held().map(Task::ready))
             .finish()
     }
 }

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 
 use super::Greenlet;
 use crate::error::JoinError;
+use crate::sync::waiters::FlagFuture;
 
 /// The future of a [`Greenlet`] (its [`IntoFuture`]): resolves to the greenlet's result, as
 /// [`Greenlet::get`] returns it, once the greenlet has finished.
@@ -29,21 +30,14 @@ use crate::error::JoinError;
 /// assert_eq!(out, Ok("done"));
 /// ```
 #[must_use = "futures do nothing unless awaited"]
-pub struct GreenletFuture<T> {
-    greenlet: Option<Greenlet<T>>,
-    /// The waker's registration with the greenlet's "done" flag.
-    waker: Option<u64>,
-}
+pub struct GreenletFuture<T>(FlagFuture<Greenlet<T>>);
 
 impl<T: Send + 'static> IntoFuture for Greenlet<T> {
     type Output = Result<T, JoinError>;
     type IntoFuture = GreenletFuture<T>;
 
     fn into_future(self) -> GreenletFuture<T> {
-        GreenletFuture {
-            greenlet: Some(self),
-            waker: None,
-        }
+        GreenletFuture(FlagFuture::new(self, |g| &g.inner.meta.done))
     }
 }
 
@@ -54,38 +48,15 @@ impl<T: Send + 'static> Future for GreenletFuture<T> {
     ///
     /// When polled again after it returned `Ready`.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let g = this
-            .greenlet
-            .as_ref()
-            .expect("GreenletFuture polled after it completed");
-        if g.inner
-            .meta
-            .done
-            .poll_fired(&mut this.waker, cx)
-            .is_pending()
-        {
-            return Poll::Pending;
-        }
-        this.waker = None; // `fire` took the registration
-        let g = this.greenlet.take().expect("checked above");
         // Done, and its links have given the result back: `get` does not wait.
-        Poll::Ready(g.get())
-    }
-}
-
-impl<T> Drop for GreenletFuture<T> {
-    fn drop(&mut self) {
-        if let (Some(g), Some(id)) = (&self.greenlet, self.waker) {
-            g.inner.meta.done.forget_waker(id);
-        }
+        self.get_mut().0.poll(cx, Greenlet::get)
     }
 }
 
 impl<T> std::fmt::Debug for GreenletFuture<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GreenletFuture")
-            .field("id", &self.greenlet.as_ref().map(|g| g.inner.meta.id))
+            .field("id", &self.0.held().map(|g| g.inner.meta.id))
             .finish()
     }
 }

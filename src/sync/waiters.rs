@@ -316,3 +316,54 @@ impl Flag {
         lock(&self.waiters).remove(id);
     }
 }
+
+/// The state of a future that resolves, once a [`Flag`] of `H` fires, to what `H` then gives
+/// (a `Greenlet`'s or a pool `Task`'s result).
+pub(crate) struct FlagFuture<H> {
+    held: Option<H>,
+    /// The waker's registration with the flag.
+    waker: Option<u64>,
+    flag: fn(&H) -> &Flag,
+}
+
+impl<H> FlagFuture<H> {
+    pub(crate) fn new(held: H, flag: fn(&H) -> &Flag) -> FlagFuture<H> {
+        FlagFuture {
+            held: Some(held),
+            waker: None,
+            flag,
+        }
+    }
+
+    pub(crate) fn held(&self) -> Option<&H> {
+        self.held.as_ref()
+    }
+
+    /// Polls: `Ready(get(h))` once the flag has fired.
+    ///
+    /// # Panics
+    ///
+    /// When polled again after it returned `Ready`.
+    pub(crate) fn poll<R>(&mut self, cx: &mut Context<'_>, get: impl FnOnce(H) -> R) -> Poll<R> {
+        let held = self
+            .held
+            .as_ref()
+            .expect("a greenlet's or task's future polled after it completed");
+        if (self.flag)(held)
+            .poll_fired(&mut self.waker, cx)
+            .is_pending()
+        {
+            return Poll::Pending;
+        }
+        self.waker = None; // `fire` took the registration
+        Poll::Ready(get(self.held.take().expect("checked above")))
+    }
+}
+
+impl<H> Drop for FlagFuture<H> {
+    fn drop(&mut self) {
+        if let (Some(held), Some(id)) = (&self.held, self.waker) {
+            (self.flag)(held).forget_waker(id);
+        }
+    }
+}

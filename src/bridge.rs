@@ -7,7 +7,8 @@
 //! the greenlet and parks **only that greenlet** while the future is pending: its waker
 //! unparks the greenlet, from whatever thread wakes it. Futures that need tokio's reactor or
 //! timers (`tokio::net`, `tokio::time`, reqwest, tokio-postgres) find it: each poll runs with a
-//! tokio runtime entered, the shared one this module starts on its own threads at first use
+//! tokio runtime entered, the shared one this module starts on its own threads with the
+//! greenlet runtime
 //! ([`Config::tokio_threads`](crate::Config::tokio_threads)), or the one given with
 //! [`Config::tokio_handle`](crate::Config::tokio_handle).
 //!
@@ -73,7 +74,8 @@ pub(crate) fn enter_on_worker() {
     ON_WORKER.set(true);
 }
 
-/// The runtime futures are polled in: given, or started here at first use.
+/// The runtime futures are polled in: given, or started here (with the greenlet runtime, or
+/// at a plain thread's first `block_on` before that).
 static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
 /// The given handle or thread count, until the first use fixes [`HANDLE`].
 static CHOSEN: Mutex<Chosen> = Mutex::new(Chosen {
@@ -115,8 +117,9 @@ pub(crate) fn threads() -> usize {
 }
 
 /// The runtime the bridge polls futures in: the handle given through
-/// [`Config::tokio_handle`](crate::Config::tokio_handle), or the shared runtime, started on
-/// first use with [`Config::tokio_threads`](crate::Config::tokio_threads) threads (named
+/// [`Config::tokio_handle`](crate::Config::tokio_handle), or the shared runtime, started
+/// with the greenlet runtime (or by this call, if earlier) with
+/// [`Config::tokio_threads`](crate::Config::tokio_threads) threads (named
 /// `greenlet-tokio`). Use it to spawn tokio tasks that greenlets talk to.
 ///
 /// # Panics

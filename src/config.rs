@@ -187,9 +187,9 @@ impl Config {
     }
 
     /// Threads of the tokio runtime that [`block_on`](crate::block_on) polls futures in,
-    /// started on first use (feature `tokio`; default 2: they only run tokio's I/O driver,
-    /// timers and the tasks futures spawn, while the futures themselves are polled in the
-    /// greenlets). Ignored when [`tokio_handle`](Self::tokio_handle) gives a runtime.
+    /// started with the greenlet runtime (feature `tokio`; default 2: they only run tokio's
+    /// I/O driver, timers and the tasks futures spawn, while the futures themselves are polled
+    /// in the greenlets). Ignored when [`tokio_handle`](Self::tokio_handle) gives a runtime.
     #[cfg(feature = "tokio")]
     pub fn tokio_threads(mut self, n: usize) -> Self {
         self.tokio_threads = Some(n.max(1));

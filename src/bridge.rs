@@ -108,11 +108,14 @@ pub(crate) fn choose(handle: Option<tokio::runtime::Handle>, threads: Option<usi
     true
 }
 
-/// The shared runtime's thread count in force ([`Settings`](crate::Settings)).
+/// The shared runtime's thread count in force ([`Settings`](crate::Settings)); 0 when the
+/// program gave a runtime.
 pub(crate) fn threads() -> usize {
-    match crate::sync::lock(&CHOSEN).threads {
-        0 => DEFAULT_THREADS,
-        n => n,
+    let chosen = crate::sync::lock(&CHOSEN);
+    match (&chosen.handle, chosen.threads) {
+        (Some(_), _) => 0,
+        (None, 0) => DEFAULT_THREADS,
+        (None, n) => n,
     }
 }
 
@@ -124,7 +127,8 @@ pub(crate) fn threads() -> usize {
 ///
 /// # Panics
 ///
-/// If the shared runtime cannot be started (the OS refuses its threads).
+/// If the shared runtime cannot be started (the OS refuses its threads): at the greenlet
+/// runtime's start, or at this call if it comes first.
 ///
 /// # Examples
 ///
@@ -165,10 +169,14 @@ pub fn handle() -> &'static tokio::runtime::Handle {
 /// need not be `Send`. It is polled inside the bridge's tokio runtime's context ([`handle`]),
 /// so tokio's sockets, timers and `tokio::spawn` work in it. Greenlets are always inside that
 /// context (each worker enters it for good when the runtime starts), so they can also make
-/// tokio futures outside `block_on`, as in `block_on(tokio::time::sleep(d))`; a plain thread
-/// enters it for each poll only, so there make them inside the future
-/// (`block_on(async { tokio::time::sleep(d).await })`), as with tokio's own `block_on`. The
-/// waker may be called from any thread: it unparks the greenlet on its own worker.
+/// tokio futures outside `block_on`, as in `block_on(tokio::time::sleep(d))`, and code that
+/// looks for `Handle::current()` finds it (so a `Handle::current().block_on(..)` in a
+/// greenlet blocks its worker instead of panicking: use this function). The waker may be
+/// called from any thread: it unparks the greenlet on its own worker.
+///
+/// On a plain thread it is tokio's [`Handle::block_on`](tokio::runtime::Handle::block_on)
+/// on that runtime: make tokio futures inside the future there
+/// (`block_on(async { tokio::time::sleep(d).await })`), as with tokio's own.
 ///
 /// # Kill safety
 ///
@@ -186,6 +194,9 @@ pub fn handle() -> &'static tokio::runtime::Handle {
 ///
 /// - When the future panics: the panic goes on in the caller (in a greenlet, its joiners get
 ///   [`JoinError::Panicked`](crate::JoinError)).
+/// - On a thread that runs tokio tasks (inside a tokio task, or a runtime's `block_on`), as
+///   tokio's own `block_on` does: blocking it could stop the very runtime the future needs.
+///   `.await` the future there.
 /// - When the shared runtime cannot be started (see [`handle`]).
 ///
 /// # Examples
@@ -208,17 +219,17 @@ pub fn handle() -> &'static tokio::runtime::Handle {
 /// ```
 pub fn block_on<F: Future>(fut: F) -> F::Output {
     let runtime = handle();
+    if !ON_WORKER.get() {
+        // Not a greenlet: tokio's own, which refuses to block a thread that drives tasks.
+        return runtime.block_on(fut);
+    }
     let mut fut = std::pin::pin!(fut);
     let signal = Arc::new(Signal::default());
     let waker = Waker::from(signal.clone());
     let mut cx = Context::from_waker(&waker);
     loop {
-        let polled = {
-            // Workers are inside the context for good; a plain thread enters it per poll.
-            let _entered = (!ON_WORKER.get()).then(|| runtime.enter());
-            fut.as_mut().poll(&mut cx)
-        };
-        if let Poll::Ready(out) = polled {
+        // Polled inside the runtime's context: workers are inside it for good.
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
             return out;
         }
         signal.wait();
@@ -236,6 +247,7 @@ struct Signal {
 impl Signal {
     /// Parks until the waker has been called since the last wait; kills unwind from here.
     fn wait(&self) {
+        // (Only greenlets get here: plain threads use tokio's `block_on`.)
         let parker = self.parker.get_or_init(|| Arc::new(Parker::new()));
         // Pairs with `wake_by_ref`: either it sees the parker, or this sees its flag.
         while !self.woken.swap(false, Ordering::SeqCst) {

@@ -189,15 +189,19 @@ impl Config {
     /// Threads of the tokio runtime that [`block_on`](crate::block_on) polls futures in,
     /// started with the greenlet runtime (feature `tokio`; default 2: they only run tokio's
     /// I/O driver, timers and the tasks futures spawn, while the futures themselves are polled
-    /// in the greenlets). Ignored when [`tokio_handle`](Self::tokio_handle) gives a runtime.
+    /// in the greenlets). `0` means the default. Ignored when
+    /// [`tokio_handle`](Self::tokio_handle) gives a runtime.
     #[cfg(feature = "tokio")]
     pub fn tokio_threads(mut self, n: usize) -> Self {
-        self.tokio_threads = Some(n.max(1));
+        self.tokio_threads = Some(n);
         self
     }
 
     /// The tokio runtime [`block_on`](crate::block_on) polls futures in, instead of a runtime
-    /// of its own (feature `tokio`): for a program that already has one.
+    /// of its own (feature `tokio`): for a program that already has one. It must be a
+    /// multi-thread runtime, and outlive the greenlets' use of it: once it has shut down,
+    /// tokio refuses its timers and sockets (a panic in the greenlet) for the rest of the
+    /// process.
     ///
     /// # Examples
     ///
@@ -230,7 +234,10 @@ impl Config {
     /// - [`ConfigError::PoolCapacity`] when the pool, which may fills at start, would need
     ///   more memory mappings than `vm.max_map_count` allows.
     /// - [`ConfigError::Started`] also when a tokio setting is given after the async bridge
-    ///   fixed its runtime (feature `tokio`: the first `block_on` or `bridge::handle`).
+    ///   fixed its runtime (feature `tokio`: when the greenlet runtime started, or at a plain
+    ///   thread's earlier `block_on` or `bridge::handle`).
+    /// - [`ConfigError::TokioFlavor`] when [`tokio_handle`](Self::tokio_handle) gives a
+    ///   current-thread runtime.
     ///
     /// Nothing is changed when an error is returned.
     pub fn apply(self) -> Result<(), ConfigError> {
@@ -238,17 +245,27 @@ impl Config {
         if STARTED.load(Ordering::Acquire) {
             return Err(ConfigError::Started);
         }
-        #[cfg(feature = "tokio")]
-        if (self.tokio_threads.is_some() || self.tokio_handle.is_some())
-            && !crate::bridge::choose(None, None)
-        {
-            return Err(ConfigError::Started);
-        }
         if let Some(bytes) = self.stack_size {
             probe_stack(bytes)?;
         }
         if let Some(requested) = self.pool_capacity {
             check_pool(requested)?;
+        }
+        // The last check, and the first change: the bridge's runtime may have been fixed by a
+        // plain thread meanwhile.
+        #[cfg(feature = "tokio")]
+        if self
+            .tokio_handle
+            .as_ref()
+            .is_some_and(|h| h.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread)
+        {
+            return Err(ConfigError::TokioFlavor);
+        }
+        #[cfg(feature = "tokio")]
+        if (self.tokio_threads.is_some() || self.tokio_handle.is_some())
+            && !crate::bridge::choose(self.tokio_handle, self.tokio_threads)
+        {
+            return Err(ConfigError::Started);
         }
         if let Some(n) = self.workers {
             WORKERS.store(n, Ordering::Relaxed);
@@ -272,8 +289,6 @@ impl Config {
             *crate::sync::lock(&MONITOR) = (!d.is_zero()).then_some(d);
             MONITOR_SET.store(true, Ordering::Relaxed);
         }
-        #[cfg(feature = "tokio")]
-        crate::bridge::choose(self.tokio_handle, self.tokio_threads);
         Ok(())
     }
 }
@@ -306,7 +321,8 @@ pub struct Settings {
     pub monitor: Option<Duration>,
     /// Whether the runtime has started (settings can no longer change).
     pub started: bool,
-    /// Threads of the async bridge's own tokio runtime ([`Config::tokio_threads`]).
+    /// Threads of the async bridge's own tokio runtime ([`Config::tokio_threads`]); 0 when
+    /// the program gave one ([`Config::tokio_handle`]).
     #[cfg(feature = "tokio")]
     pub tokio_threads: usize,
 }
@@ -448,6 +464,10 @@ fn start() {
     may.set_stack_size(s.stack_size / WORD);
     may.set_pool_capacity(s.pool_capacity.max(1));
     may.set_worker_pin(s.pin_workers);
+    // The bridge's runtime first, on this thread: its workers enter it as they start, and
+    // their helper coroutines' stacks (the configured size) are too small to build it.
+    #[cfg(feature = "tokio")]
+    crate::bridge::handle();
     crate::greenlet::run_first_coroutine();
     // After the first coroutine, so that generator's SIGSEGV handler is the one it replaces.
     crate::greenlet::overflow::install();

@@ -130,6 +130,12 @@ pub enum ConfigError {
         /// The largest capacity the current `vm.max_map_count` allows.
         max: usize,
     },
+    /// The tokio runtime given to the async bridge ([`Config::tokio_handle`]) is not a
+    /// multi-thread one: a current-thread runtime drives its timers and sockets only inside
+    /// its own `block_on`, so greenlets waiting on them would wait for good.
+    ///
+    /// [`Config::tokio_handle`]: crate::Config
+    TokioFlavor,
 }
 
 impl fmt::Display for ConfigError {
@@ -147,6 +153,10 @@ impl fmt::Display for ConfigError {
             ConfigError::PoolCapacity { requested, max } => write!(
                 f,
                 "a stack pool of {requested} exceeds the {max} that vm.max_map_count allows"
+            ),
+            ConfigError::TokioFlavor => f.write_str(
+                "the async bridge needs a multi-thread tokio runtime (a current-thread one \
+                 drives its timers and sockets only inside its own block_on)",
             ),
         }
     }

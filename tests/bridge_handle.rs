@@ -7,8 +7,23 @@ use std::time::Duration;
 
 use greenlet::{ConfigError, block_on};
 
+mod support;
+
 #[test]
 fn the_given_runtime_polls_the_futures() {
+    support::watchdog::bounded("a given runtime", Duration::from_secs(30), given_runtime);
+}
+
+fn given_runtime() {
+    // A current-thread runtime would drive its timers only inside its own block_on.
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let refused = greenlet::config()
+        .tokio_handle(current.handle().clone())
+        .apply();
+    assert_eq!(refused, Err(ConfigError::TokioFlavor));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("users-runtime")
@@ -29,10 +44,12 @@ fn the_given_runtime_polls_the_futures() {
         })
     });
     assert_eq!(g.get().unwrap().as_deref(), Some("users-runtime"));
-    assert_eq!(
-        greenlet::bridge::handle().runtime_flavor(),
-        rt.handle().runtime_flavor()
+    let name = block_on(
+        greenlet::bridge::handle()
+            .spawn(async { std::thread::current().name().map(str::to_owned) }),
     );
+    assert_eq!(name.unwrap().as_deref(), Some("users-runtime"));
+    assert_eq!(greenlet::settings().tokio_threads, 0, "a runtime was given");
     // Too late now, for tokio's settings as for the others.
     let late = greenlet::config().tokio_threads(4).apply();
     assert!(matches!(late, Err(ConfigError::Started)), "{late:?}");

@@ -236,7 +236,7 @@ impl Config {
     /// - [`ConfigError::Started`] also when a tokio setting is given after the async bridge
     ///   fixed its runtime (feature `tokio`: when the greenlet runtime started, or at a plain
     ///   thread's earlier `block_on` or `bridge::handle`).
-    /// - [`ConfigError::TokioFlavor`] when [`tokio_handle`](Self::tokio_handle) gives a
+    /// - [`ConfigError::TokioFlavor`] when `tokio_handle` (feature `tokio`) gives a
     ///   current-thread runtime.
     ///
     /// Nothing is changed when an error is returned.

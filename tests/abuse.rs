@@ -128,8 +128,9 @@ fn garbage_half_closes_and_resets_leave_the_server_serving() {
                     }
                     // Reset mid-request.
                     _ => {
-                        let _ =
-                            s.write_all(b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial");
+                        let _ = s.write_all(
+                            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\npartial",
+                        );
                         socket2::SockRef::from(&s)
                             .set_linger(Some(Duration::ZERO))
                             .unwrap();

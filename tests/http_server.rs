@@ -84,19 +84,22 @@ fn bad_requests_get_400_431_413_501_and_the_server_goes_on() {
     let srv = server();
     let addr = srv.local_addr();
     assert_eq!(status_of(&raw(addr, b"NONSENSE\x01\r\n\r\n")), 400);
-    let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(2000));
+    let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(2000));
     assert_eq!(status_of(&raw(addr, long.as_bytes())), 431);
     let many: String = (0..20).map(|i| format!("X-H{i}: v\r\n")).collect();
-    let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
+    let many = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
     assert_eq!(status_of(&raw(addr, many.as_bytes())), 431);
-    let big = b"POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n";
+    let big = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n";
     assert_eq!(status_of(&raw(addr, big)), 413);
-    let bad_len = b"POST /echo HTTP/1.1\r\nContent-Length: x\r\n\r\n";
+    let bad_len = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n";
     assert_eq!(status_of(&raw(addr, bad_len)), 400);
-    let chunked = b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let chunked = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
     assert_eq!(status_of(&raw(addr, chunked)), 501);
     // Still serving.
-    let ok = raw(addr, b"GET /fine HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let ok = raw(
+        addr,
+        b"GET /fine HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     assert!(
         ok.starts_with("HTTP/1.1 200 OK") && ok.ends_with("GET /fine"),
         "{ok}"
@@ -109,7 +112,7 @@ fn a_panicking_handler_gives_500_and_the_connection_goes_on() {
     let srv = server();
     let both = raw(
         srv.local_addr(),
-        b"GET /panic HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET /panic HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert!(both.starts_with("HTTP/1.1 500"), "{both}");
     assert!(
@@ -124,7 +127,7 @@ fn pipelined_requests_are_answered_in_order_and_bodies_echo() {
     let srv = server();
     let out = raw(
         srv.local_addr(),
-        b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.0\r\n\r\n",
     );
     let bodies: Vec<&str> = out
         .split("\r\n\r\n")
@@ -157,11 +160,12 @@ fn stop_closes_idle_keep_alive_connections_at_once_and_drains_requests() {
     let addr = srv.local_addr();
     // An idle keep-alive connection: one request answered, then silence.
     let mut idle = TcpStream::connect(addr).unwrap();
-    idle.write_all(b"GET /a HTTP/1.1\r\n\r\n").unwrap();
+    idle.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut buf = [0; 256];
     assert!(idle.read(&mut buf).unwrap() > 0);
     // A request in flight.
-    let inflight = greenlet::spawn(move || raw(addr, b"GET /slow HTTP/1.1\r\n\r\n"));
+    let inflight = greenlet::spawn(move || raw(addr, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"));
     greenlet::sleep(ms(50));
     let t = Instant::now();
     assert_eq!(

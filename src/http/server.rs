@@ -167,6 +167,9 @@ struct Limits {
     max_headers: usize,
     max_body: usize,
     timeout: Duration,
+    head_timeout: Duration,
+    body_timeout: Duration,
+    write_timeout: Duration,
 }
 
 /// Connections parked between requests, so that `stop` can close them at once.
@@ -187,6 +190,15 @@ struct Idle {
 ///   [`max_body_bytes`](Self::max_body_bytes) gets **413**; a malformed request gets **400**;
 ///   a chunked request body gets **501**; each then closes the connection. A connection that
 ///   sends nothing for [`timeout`](Self::timeout) is closed.
+/// - Framing is checked as hyper and nginx check it (RFC 9112 §6.3, §3.2), so that no front
+///   end can read a different request out of the same bytes: **400** for a `Content-Length`
+///   that is not plain digits (`+5`, `0x5`, `5,5`, Unicode spaces), for two that differ, for
+///   `Content-Length` with `Transfer-Encoding`, and for an HTTP/1.1 request without exactly one
+///   `Host` (HTTP/1.0: at most one).
+/// - Deadlines that a trickling client cannot stretch: a whole request head within
+///   [`head_timeout`](Self::head_timeout) (30 s) and its body within
+///   [`body_timeout`](Self::body_timeout) (60 s), else **408**; each response write within
+///   [`write_timeout`](Self::write_timeout) (30 s), else the connection closes.
 /// - A handler that panics gets its request a **500**; the connection and the server go on.
 /// - Responses are written head and body in one buffer on `TCP_NODELAY` sockets (pywsgi's
 ///   two writes and Nagle cost it 8–12×).
@@ -236,6 +248,9 @@ impl Server {
             max_headers: 64,
             max_body: 8 * 1024 * 1024,
             timeout: Duration::from_secs(60),
+            head_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
         }));
         let idle = Arc::new(Idle::default());
         let handler: Arc<Handler> = Arc::new(handler);
@@ -278,6 +293,26 @@ impl Server {
     /// its deadline, never hangs; zero checks once, `Duration::MAX` means no deadline.
     pub fn timeout(self, d: Duration) -> Server {
         self.set(|l| l.timeout = d)
+    }
+
+    /// How long a client may take to send a whole request head, from its first byte; default
+    /// 30 s. A head still incomplete then gets **408** and the connection closes, however
+    /// steadily its bytes trickle in (slowloris: the idle [`timeout`](Self::timeout) alone
+    /// restarts at every byte).
+    pub fn head_timeout(self, d: Duration) -> Server {
+        self.set(|l| l.head_timeout = d)
+    }
+
+    /// How long a client may take to send a request's whole body, from the end of its head;
+    /// default 60 s. A body still incomplete then gets **408** and the connection closes.
+    pub fn body_timeout(self, d: Duration) -> Server {
+        self.set(|l| l.body_timeout = d)
+    }
+
+    /// How long one write of a response may wait for the client to read; default 30 s. A
+    /// client that stops reading then loses the connection instead of holding its greenlet.
+    pub fn write_timeout(self, d: Duration) -> Server {
+        self.set(|l| l.write_timeout = d)
     }
 
     /// Most connections served at once (0: no limit); see
@@ -349,6 +384,24 @@ enum Next {
     Closed,
 }
 
+/// What the buffer holds so far.
+enum Parsed {
+    Done(Next),
+    /// Part of a request head.
+    NeedHead,
+    /// A whole head, part of its body.
+    NeedBody,
+}
+
+/// How a read ended.
+enum ReadEnd {
+    More,
+    /// End of file, an error, or the idle time-out: the connection closes.
+    Closed,
+    /// The head's or the body's deadline passed.
+    Late,
+}
+
 struct Connection<'a> {
     conn: TcpStream,
     peer: SocketAddr,
@@ -357,6 +410,12 @@ struct Connection<'a> {
     idle: &'a Idle,
     buf: Vec<u8>,
     out: Vec<u8>,
+    /// When the request being read must be complete: its head's deadline, then its body's.
+    deadline: Option<Instant>,
+    /// Whether `deadline` is the body's.
+    body_deadline: bool,
+    /// The socket's read time-out now (it changes only near a deadline).
+    read_timeout: Duration,
 }
 
 impl<'a> Connection<'a> {
@@ -375,6 +434,9 @@ impl<'a> Connection<'a> {
             idle,
             buf: Vec::with_capacity(4096),
             out: Vec::with_capacity(4096),
+            deadline: None,
+            body_deadline: false,
+            read_timeout: limits.timeout.max(Duration::from_nanos(1)),
         }
     }
 
@@ -383,8 +445,12 @@ impl<'a> Connection<'a> {
             .conn
             // A zero idle time-out closes a silent connection as soon as possible (std refuses
             // a zero socket time-out).
-            .set_read_timeout(Some(self.limits.timeout.max(Duration::from_nanos(1))))
+            .set_read_timeout(Some(self.read_timeout))
             .is_err()
+            || self
+                .conn
+                .set_write_timeout(Some(self.limits.write_timeout.max(Duration::from_nanos(1))))
+                .is_err()
         {
             return;
         }
@@ -392,6 +458,8 @@ impl<'a> Connection<'a> {
             match self.next_request() {
                 Next::Request(req, used) => {
                     self.buf.drain(..used);
+                    self.deadline = None;
+                    self.body_deadline = false;
                     let close = wants_close(&req) || self.idle.stopping.load(Ordering::SeqCst);
                     let started = Instant::now();
                     let response = self.call(&req);
@@ -451,24 +519,63 @@ impl<'a> Connection<'a> {
     /// Parses the next request from the buffer, reading more as needed.
     fn next_request(&mut self) -> Next {
         loop {
-            if let Some(next) = self.parse() {
-                return next;
-            }
+            let deadline = match self.parse() {
+                Parsed::Done(next) => return next,
+                Parsed::NeedHead if self.buf.is_empty() => None,
+                Parsed::NeedHead => Some(self.deadline(false)),
+                Parsed::NeedBody => Some(self.deadline(true)),
+            };
             // Pipelined responses go out before we wait for more input.
             if !self.out.is_empty() && self.flush().is_err() {
                 return Next::Closed;
             }
-            if !self.read_more() {
-                return Next::Closed;
+            match self.read_more(deadline) {
+                ReadEnd::More => {}
+                ReadEnd::Closed => return Next::Closed,
+                ReadEnd::Late => return Next::Reject(408),
             }
         }
     }
 
-    /// One read; `false` at end of file, on error or time-out (the connection closes).
-    fn read_more(&mut self) -> bool {
+    /// The deadline of the head being read (`body` false) or of its body, set when first
+    /// asked for.
+    fn deadline(&mut self, body: bool) -> Instant {
+        match self.deadline {
+            Some(d) if self.body_deadline == body => d,
+            _ => {
+                let limit = if body {
+                    self.limits.body_timeout
+                } else {
+                    self.limits.head_timeout
+                };
+                let d = crate::deadline::deadline(limit)
+                    .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+                self.deadline = Some(d);
+                self.body_deadline = body;
+                d
+            }
+        }
+    }
+
+    /// One read, waiting at most for the idle time-out and until `deadline`.
+    fn read_more(&mut self, deadline: Option<Instant>) -> ReadEnd {
         let idle = self.buf.is_empty();
+        let mut wait = self.limits.timeout.max(Duration::from_nanos(1));
+        if let Some(d) = deadline {
+            match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => wait = wait.min(left),
+                _ => return ReadEnd::Late,
+            }
+        }
+        // Changed only near a deadline: a request that arrives whole never gets here.
+        if wait != self.read_timeout {
+            if self.conn.set_read_timeout(Some(wait)).is_err() {
+                return ReadEnd::Closed;
+            }
+            self.read_timeout = wait;
+        }
         if idle && !self.mark_idle(true) {
-            return false;
+            return ReadEnd::Closed;
         }
         let mut chunk = [0; 8192];
         let r = self.conn.read(&mut chunk);
@@ -476,11 +583,13 @@ impl<'a> Connection<'a> {
             self.mark_idle(false);
         }
         match r {
-            Ok(0) | Err(_) => false,
+            Ok(0) => ReadEnd::Closed,
             Ok(n) => {
                 self.buf.extend_from_slice(&chunk[..n]);
-                true
+                ReadEnd::More
             }
+            Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => ReadEnd::Late,
+            Err(_) => ReadEnd::Closed,
         }
     }
 
@@ -501,8 +610,8 @@ impl<'a> Connection<'a> {
         true
     }
 
-    /// `Some` once the buffer holds a whole request or a reason to reject; `None` for more.
-    fn parse(&self) -> Option<Next> {
+    /// What the buffer holds: a whole request or a reason to reject, or part of one.
+    fn parse(&self) -> Parsed {
         // No allocation per attempt for the usual limits; a larger one gets a heap buffer.
         const ON_STACK: usize = 64;
         let mut stack = [httparse::EMPTY_HEADER; ON_STACK];
@@ -517,40 +626,33 @@ impl<'a> Connection<'a> {
         let head_len = match parsed.parse(&self.buf) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if self.buf.len() > self.limits.max_head => {
-                return Some(Next::Reject(431));
+                return Parsed::Done(Next::Reject(431));
             }
-            Ok(httparse::Status::Partial) => return None,
-            Err(httparse::Error::TooManyHeaders) => return Some(Next::Reject(431)),
-            Err(_) => return Some(Next::Reject(400)),
+            Ok(httparse::Status::Partial) => return Parsed::NeedHead,
+            Err(httparse::Error::TooManyHeaders) => return Parsed::Done(Next::Reject(431)),
+            Err(_) => return Parsed::Done(Next::Reject(400)),
         };
         if head_len > self.limits.max_head {
-            return Some(Next::Reject(431));
+            return Parsed::Done(Next::Reject(431));
         }
-        let mut length = 0;
-        for h in parsed.headers.iter() {
-            if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                return Some(Next::Reject(501));
-            }
-            if h.name.eq_ignore_ascii_case("content-length") {
-                match std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse().ok())
-                {
-                    Some(n) => length = n,
-                    None => return Some(Next::Reject(400)),
-                }
-            }
-        }
+        let version = parsed.version.unwrap_or(1);
+        let Some(length) = framing(parsed.headers, version) else {
+            return Parsed::Done(Next::Reject(400));
+        };
+        let length = match length {
+            Framing::Length(n) => n,
+            Framing::Chunked => return Parsed::Done(Next::Reject(501)),
+        };
         if length > self.limits.max_body {
-            return Some(Next::Reject(413));
+            return Parsed::Done(Next::Reject(413));
         }
         if self.buf.len() < head_len + length {
-            return None;
+            return Parsed::NeedBody;
         }
         let request = Request {
             method: parsed.method.unwrap_or_default().to_owned(),
             path: parsed.path.unwrap_or_default().to_owned(),
-            version: parsed.version.unwrap_or(1),
+            version,
             headers: parsed
                 .headers
                 .iter()
@@ -559,8 +661,61 @@ impl<'a> Connection<'a> {
             body: self.buf[head_len..head_len + length].to_vec(),
             peer: self.peer,
         };
-        Some(Next::Request(request, head_len + length))
+        Parsed::Done(Next::Request(request, head_len + length))
     }
+}
+
+/// How a request's body is delimited.
+enum Framing {
+    Length(usize),
+    Chunked,
+}
+
+/// The body's framing from the head's headers, or `None` for a request to refuse with 400
+/// (RFC 9112 §6.3, §3.2; as hyper and nginx refuse them):
+/// - `Content-Length` must be `1*DIGIT` (no sign, no inner spaces, no other whitespace than
+///   the optional spaces and tabs around it) and fit in `usize`; several must all be equal
+///   (two that differ are a request-smuggling vector: a front end using the other one reads a
+///   different body);
+/// - `Transfer-Encoding` together with `Content-Length` is refused;
+/// - an HTTP/1.1 request must carry exactly one `Host`, an HTTP/1.0 one at most one.
+fn framing(headers: &[httparse::Header<'_>], version: u8) -> Option<Framing> {
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    let mut hosts = 0;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = content_length(h.value)?;
+            if length.is_some_and(|l| l != n) {
+                return None;
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = true;
+        } else if h.name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        }
+    }
+    let hosts_ok = if version == 1 { hosts == 1 } else { hosts <= 1 };
+    if !hosts_ok || (chunked && length.is_some()) {
+        return None;
+    }
+    Some(if chunked {
+        Framing::Chunked
+    } else {
+        Framing::Length(length.unwrap_or(0))
+    })
+}
+
+/// A `Content-Length` value: `1*DIGIT` between optional spaces and tabs.
+fn content_length(value: &[u8]) -> Option<usize> {
+    let start = value.iter().position(|b| !matches!(b, b' ' | b'\t'))?;
+    let end = value.iter().rposition(|b| !matches!(b, b' ' | b'\t'))? + 1;
+    let digits = &value[start..end];
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// Whether the connection ends after this request (HTTP/1.0 without keep-alive, or

@@ -5,13 +5,13 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use greenlet::http::{Response, Server};
 use greenlet::net::TcpStream;
 use support::ms;
 use support::watchdog::bounded;
+use support::{http_raw as raw, status_of};
 
 fn server() -> Server {
     let server = Server::bind("127.0.0.1:0", |req| {
@@ -27,24 +27,6 @@ fn server() -> Server {
     .timeout(Duration::from_secs(30));
     server.start().unwrap();
     server
-}
-
-/// Sends `bytes`, then returns what the server writes until it closes (at most 5 s).
-fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(bytes).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn status(response: &str) -> u16 {
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A POST with these extra header lines and a 5-byte body, closing.
@@ -76,7 +58,7 @@ fn content_length_must_be_digits_and_agree() {
             ("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", 400),
         ] {
             let got = raw(a, &post(headers));
-            assert_eq!(status(&got), want, "{headers:?}: {got}");
+            assert_eq!(status_of(&got), want, "{headers:?}: {got}");
             if want == 200 {
                 assert!(got.ends_with("5 bytes"), "{headers:?}: {got}");
             }
@@ -106,7 +88,7 @@ fn http_1_1_needs_exactly_one_host() {
         for (request, want) in cases {
             let got = raw(a, request);
             assert_eq!(
-                status(&got),
+                status_of(&got),
                 want,
                 "{:?}: {got}",
                 String::from_utf8_lossy(request)
@@ -138,7 +120,7 @@ fn a_slowloris_head_gets_408_at_its_deadline() {
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
         let got = String::from_utf8_lossy(&out);
-        assert_eq!(status(&got), 408, "{got}");
+        assert_eq!(status_of(&got), 408, "{got}");
         let took = start.elapsed();
         assert!(took < Duration::from_secs(2), "closed after {took:?}");
         srv.stop(Duration::from_secs(1));
@@ -163,7 +145,7 @@ fn a_slow_body_gets_408_at_its_deadline() {
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
         let got = String::from_utf8_lossy(&out);
-        assert_eq!(status(&got), 408, "{got}");
+        assert_eq!(status_of(&got), 408, "{got}");
         srv.stop(Duration::from_secs(1));
     });
 }

@@ -4,12 +4,12 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use greenlet::http::{Client, Response, Server};
 use greenlet::net::TcpStream;
 use support::ms;
+use support::{http_raw as raw, status_of};
 
 const CONNECTIONS: usize = 100;
 const PER_CONNECTION: usize = 100;
@@ -31,24 +31,6 @@ fn server() -> Server {
     .timeout(Duration::from_secs(5));
     server.start().unwrap();
     server
-}
-
-/// Sends raw bytes and returns everything the server writes back until it closes.
-fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(bytes).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn status_of(response: &str) -> u16 {
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

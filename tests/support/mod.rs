@@ -176,3 +176,23 @@ pub mod tls {
         (Arc::new(server), Arc::new(client), cert.to_vec())
     }
 }
+
+/// Sends raw bytes to an HTTP server and returns everything it writes back until it closes
+/// (reads time out after 5 s).
+pub fn http_raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of a raw HTTP response (0 when there is none).
+pub fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}

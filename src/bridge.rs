@@ -88,6 +88,16 @@ struct Chosen {
     threads: usize,
 }
 
+impl Chosen {
+    /// The shared runtime's thread count: the one chosen, or the default for 0.
+    fn threads(&self) -> usize {
+        match self.threads {
+            0 => DEFAULT_THREADS,
+            n => n,
+        }
+    }
+}
+
 /// Default size of the shared runtime: tokio's own default is one thread per core; the
 /// bridge's threads only run I/O drivers, timers and the tasks futures spawn, so two suffice.
 const DEFAULT_THREADS: usize = 2;
@@ -112,10 +122,10 @@ pub(crate) fn choose(handle: Option<tokio::runtime::Handle>, threads: Option<usi
 /// program gave a runtime.
 pub(crate) fn threads() -> usize {
     let chosen = crate::sync::lock(&CHOSEN);
-    match (&chosen.handle, chosen.threads) {
-        (Some(_), _) => 0,
-        (None, 0) => DEFAULT_THREADS,
-        (None, n) => n,
+    if chosen.handle.is_some() {
+        0
+    } else {
+        chosen.threads()
     }
 }
 
@@ -144,10 +154,7 @@ pub fn handle() -> &'static tokio::runtime::Handle {
         if let Some(h) = &chosen.handle {
             return h.clone();
         }
-        let threads = match chosen.threads {
-            0 => DEFAULT_THREADS,
-            n => n,
-        };
+        let threads = chosen.threads();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("greenlet-tokio")

@@ -191,6 +191,16 @@ impl Config {
     /// I/O driver, timers and the tasks futures spawn, while the futures themselves are polled
     /// in the greenlets). `0` means the default. Ignored when
     /// [`tokio_handle`](Self::tokio_handle) gives a runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// greenlet::config()
+    ///     .tokio_threads(4)
+    ///     .apply()
+    ///     .expect("before the first spawn");
+    /// assert_eq!(greenlet::settings().tokio_threads, 4);
+    /// ```
     #[cfg(feature = "tokio")]
     pub fn tokio_threads(mut self, n: usize) -> Self {
         self.tokio_threads = Some(n);

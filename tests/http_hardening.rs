@@ -196,3 +196,35 @@ fn a_client_that_never_reads_is_dropped() {
         srv.stop(Duration::from_secs(1));
     });
 }
+
+/// A zero or sub-millisecond head deadline: a request that arrives whole is still served; one
+/// whose head stops half-way gets 408 at once.
+#[test]
+fn zero_and_sub_millisecond_head_deadlines() {
+    bounded("tiny head deadlines", Duration::from_secs(30), || {
+        for d in [Duration::ZERO, Duration::from_micros(300), ms(1)] {
+            let srv = Server::bind("127.0.0.1:0", |_| Response::ok("ok"))
+                .unwrap()
+                .head_timeout(d)
+                .body_timeout(d);
+            srv.start().unwrap();
+            let a = srv.local_addr();
+            let whole = raw(a, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            assert_eq!(status_of(&whole), 200, "{d:?}: {whole}");
+            let start = Instant::now();
+            let half = raw(a, b"GET / HTTP/1.1\r\nHost: x\r\n");
+            assert_eq!(status_of(&half), 408, "{d:?}: {half}");
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "{d:?}: {:?}",
+                start.elapsed()
+            );
+            let body = raw(
+                a,
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nabc",
+            );
+            assert_eq!(status_of(&body), 408, "{d:?}: {body}");
+            srv.stop(Duration::from_secs(1));
+        }
+    });
+}

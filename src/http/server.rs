@@ -299,6 +299,21 @@ impl Server {
     /// 30 s. A head still incomplete then gets **408** and the connection closes, however
     /// steadily its bytes trickle in (slowloris: the idle [`timeout`](Self::timeout) alone
     /// restarts at every byte).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use greenlet::http::{Response, Server};
+    ///
+    /// let server = Server::bind("127.0.0.1:0", |_| Response::ok("hi"))?
+    ///     .head_timeout(Duration::from_secs(10))
+    ///     .body_timeout(Duration::from_secs(20))
+    ///     .write_timeout(Duration::from_secs(10));
+    /// server.start()?;
+    /// server.stop(Duration::from_secs(1));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn head_timeout(self, d: Duration) -> Server {
         self.set(|l| l.head_timeout = d)
     }

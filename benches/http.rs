@@ -89,7 +89,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn greenlet_server() -> SocketAddr {
     let server = greenlet::http::Server::bind("127.0.0.1:0", |_| {
-        greenlet::http::Response::ok(BODY).header("Content-Type", "text/plain")
+        greenlet::http::Response::builder()
+            .header("content-type", "text/plain")
+            .body(BODY)
+            .unwrap()
     })
     .unwrap();
     server.start().unwrap();

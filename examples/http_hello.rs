@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use greenlet::http::{Response, Server};
+use greenlet::http::{Body, Request, Response, Server, header};
 
 mod common;
 
@@ -16,10 +16,15 @@ fn main() -> std::io::Result<()> {
         common::num("--port", 8080) as u16,
         common::num("--secs", 30),
     );
-    let server = Server::bind(("127.0.0.1", port), |req| {
-        let name = req.path().trim_start_matches('/');
+    let server = Server::bind(("127.0.0.1", port), |req: Request<Body>| {
+        let name = req.uri().path().trim_start_matches('/');
         let name = if name.is_empty() { "world" } else { name };
-        Response::ok(format!("Hello, {name}!\n")).header("Content-Type", "text/plain")
+        let mut response = Response::new(format!("Hello, {name}!\n"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain"),
+        );
+        response
     })?;
     println!("listening on http://{}", server.local_addr());
     if secs == 0 {

@@ -21,7 +21,7 @@ fn open_fds() -> usize {
 }
 
 fn hello_server() -> Server {
-    let server = Server::bind("127.0.0.1:0", |_| Response::ok("hello"))
+    let server = Server::bind("127.0.0.1:0", |_| Response::new("hello"))
         .unwrap()
         .timeout(IDLE_TIMEOUT);
     server.start().unwrap();

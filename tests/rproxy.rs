@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use greenlet::http::{Response, Server};
+use greenlet::http::{Body, Request, Response, Server};
 use greenlet::net::TcpStream;
 use greenlet::server::StreamServer;
 
@@ -44,9 +44,14 @@ fn read_response(s: &mut TcpStream) -> String {
 
 #[test]
 fn relays_get_over_keep_alive() {
-    let origin = Server::bind("127.0.0.1:0", |req| match req.path() {
-        "/missing" => Response::new(404).body("nope"),
-        p => Response::ok(format!("origin {p}")).header("X-Origin", "yes"),
+    let origin = Server::bind("127.0.0.1:0", |req: Request<Body>| {
+        match req.uri().path() {
+            "/missing" => Response::builder().status(404).body("nope".to_string()),
+            p => Response::builder()
+                .header("X-Origin", "yes")
+                .body(format!("origin {p}")),
+        }
+        .unwrap()
     })
     .unwrap();
     origin.start().unwrap();

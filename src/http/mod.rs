@@ -1,9 +1,10 @@
 //! HTTP in blocking style: a server (gevent's pywsgi) and a client (gevent + `requests`)
 //! whose waits park only the calling greenlet.
 //!
-//! [`Server`] runs a `handler(&Request) -> Response` per request, one greenlet per
-//! connection, with keep-alive, pipelining, size limits (431/413/400), time-outs, panic
-//! isolation (500) and a graceful [`stop`](Server::stop).
+//! [`Server`] runs a `handler(Request<Body>) -> Response<B>` per request (the `http` crate's
+//! types, re-exported here), one greenlet per connection, with streaming bodies both ways,
+//! keep-alive, pipelining, size limits (431/413/400), deadlines, a connection cap, panic
+//! isolation (500), upgrades ([`upgrade`]) and a graceful [`stop`](Server::stop).
 //!
 //! [`get`], [`post`] and [`Client`] are ureq 3 running over greenlet sockets: connections are
 //! [`net::TcpStream`](crate::net::TcpStream)s, host names resolve on the thread pool, idle
@@ -52,7 +53,14 @@ mod server;
 mod transport;
 
 pub use client::{Client, ClientBuilder, get, post};
-pub use server::{Request, Response, Server};
+pub use server::{Body, ConnInfo, Server, Upgraded, upgrade};
+
+/// The `http` crate (1.x), for what the re-exports above leave out.
+pub use ::http as types;
+/// The `http` crate's types, the request and response types of [`Server`] and [`Client`].
+pub use ::http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header,
+};
 
 /// A client response: status, headers and a streaming body (ureq's, re-exported). Read the
 /// body with `response.body_mut().read_to_string()` (bounded to 10 MB by default).

@@ -1,0 +1,350 @@
+//! One connection's loop: read a request head, hand the handler an `http::Request<Body>`
+//! whose body streams from the socket, write its response, and go on (keep-alive,
+//! pipelining) or close.
+
+use std::ops::Range;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
+
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
+
+use super::body::Body;
+use super::framing::{self, Framing};
+use super::response::{self, Answer};
+use super::wire::{Decoder, Stop, Wire};
+use super::{ConnInfo, Handler, Idle};
+use crate::net::TcpStream;
+
+/// What is left unread of a request body is drained up to this much; past it, or past its
+/// deadline, the connection closes instead.
+const DRAIN: u64 = 64 * 1024;
+
+/// What reading the next request gave.
+// Moved once per request: boxing the request would cost an allocation each time.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Request(Request<Body>, Answer),
+    /// Answer with this status and close.
+    Reject(StatusCode),
+    Closed,
+}
+
+pub(super) struct Connection<'a> {
+    wire: Arc<Mutex<Wire>>,
+    info: ConnInfo,
+    handler: &'a Handler,
+    idle: &'a Idle,
+    /// When the head being read must be complete (set at its first byte).
+    head_deadline: Option<Instant>,
+    /// Header names and where their values lie in the head (reused).
+    names: Vec<(HeaderName, Range<usize>)>,
+}
+
+fn lock(wire: &Mutex<Wire>) -> Option<MutexGuard<'_, Wire>> {
+    match wire.try_lock() {
+        Ok(w) => Some(w),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+impl<'a> Connection<'a> {
+    pub(super) fn new(
+        conn: TcpStream,
+        info: ConnInfo,
+        limits: super::Limits,
+        handler: &'a Handler,
+        idle: &'a Idle,
+    ) -> Self {
+        Connection {
+            wire: Arc::new(Mutex::new(Wire::new(conn, limits))),
+            info,
+            handler,
+            idle,
+            head_deadline: None,
+            names: Vec::new(),
+        }
+    }
+
+    pub(super) fn serve(mut self) {
+        {
+            let Some(wire) = lock(&self.wire) else { return };
+            let conn = wire.conn.as_ref().expect("a new connection");
+            // A zero idle time-out closes a silent connection as soon as possible (std
+            // refuses a zero socket time-out).
+            let write = wire.limits.write_timeout.max(Duration::from_nanos(1));
+            if conn.set_read_timeout(Some(wire.read_timeout)).is_err()
+                || conn.set_write_timeout(Some(write)).is_err()
+            {
+                return;
+            }
+        }
+        loop {
+            let shared = self.wire.clone();
+            let next = match lock(&shared) {
+                Some(mut wire) => self.next_request(&mut wire),
+                None => return,
+            };
+            let (req, answer) = match next {
+                Next::Request(req, answer) => (req, answer),
+                Next::Reject(status) => {
+                    log::debug!("{}: rejected with {status}", self.info.peer);
+                    if let Some(mut wire) = lock(&self.wire) {
+                        reject(&mut wire, status);
+                    }
+                    return;
+                }
+                Next::Closed => {
+                    if let Some(mut wire) = lock(&self.wire) {
+                        let _ = wire.flush();
+                    }
+                    return;
+                }
+            };
+            if !self.answer(req, answer) {
+                return;
+            }
+        }
+    }
+
+    /// Runs the handler and writes its response; `false` if the connection ends.
+    fn answer(&mut self, req: Request<Body>, mut answer: Answer) -> bool {
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        let started = Instant::now();
+        let response = self.call(req, &method, &uri);
+        let Some(mut wire) = lock(&self.wire) else {
+            log::warn!(
+                "{}: \"{method} {uri}\": the handler returned while its request body was \
+                 still being read elsewhere; closing the connection",
+                self.info.peer
+            );
+            return false;
+        };
+        if wire.conn.is_none() {
+            log::debug!("{} \"{method} {uri}\" upgraded", self.info.peer);
+            return false;
+        }
+        match wire.body.failure {
+            Some(super::wire::Failure::Reject(status)) => {
+                log::debug!(
+                    "{} \"{method} {uri}\" {status} (request body)",
+                    self.info.peer
+                );
+                reject(&mut wire, status);
+                return false;
+            }
+            Some(super::wire::Failure::Closed) => return false,
+            None => {}
+        }
+        let unread = match wire.body.decoder {
+            Decoder::Done => false,
+            // Past the drain budget, or owed a 100 Continue it never got: say so now.
+            Decoder::Length(n) => {
+                answer.close |= n > DRAIN || wire.body.owe_continue;
+                true
+            }
+            Decoder::Chunked(_) => {
+                answer.close |= wire.body.owe_continue;
+                true
+            }
+        };
+        answer.close |= self.idle.stopping.load(Ordering::SeqCst);
+        let status = response.status();
+        let close = match response::write(&mut wire, response, &answer) {
+            Ok(close) => close,
+            Err(_) => return false,
+        };
+        let keep = !close && (!unread || wire.drain(DRAIN));
+        // The request's `Body` reads nothing from now on.
+        wire.body.seq += 1;
+        wire.body.decoder = Decoder::Done;
+        log::debug!(
+            "{} \"{method} {uri}\" {status} {:?}",
+            self.info.peer,
+            started.elapsed()
+        );
+        if !keep {
+            let _ = wire.flush();
+        }
+        keep
+    }
+
+    /// Runs the handler; a panic becomes a 500 for this request only. A kill (the server
+    /// stopping) is not a panic: it goes on unwinding the connection's greenlet.
+    fn call(&self, req: Request<Body>, method: &Method, uri: &Uri) -> Response<Body> {
+        catch_unwind(AssertUnwindSafe(|| (self.handler)(req))).unwrap_or_else(|p| {
+            if crate::panic::is_cancel(&*p) {
+                std::panic::resume_unwind(p);
+            }
+            log::error!(
+                "{}: handler panicked on \"{method} {uri}\": {}",
+                self.info.peer,
+                crate::panic::message(&*p)
+            );
+            let mut r = Response::new(Body::from("internal server error"));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
+    }
+
+    /// Parses the next request head from the buffer, reading more as needed.
+    fn next_request(&mut self, wire: &mut Wire) -> Next {
+        loop {
+            if let Some(next) = self.parse(wire) {
+                self.head_deadline = None;
+                return next;
+            }
+            let idle = wire.buf.is_empty();
+            let deadline = if idle {
+                None
+            } else {
+                Some(
+                    *self
+                        .head_deadline
+                        .get_or_insert_with(|| deadline(wire.limits.head_timeout)),
+                )
+            };
+            let key = if idle {
+                match self.idle.enter() {
+                    Some(key) => Some(key),
+                    None => return Next::Closed,
+                }
+            } else {
+                None
+            };
+            let r = wire.fill(deadline);
+            if let Some(key) = key {
+                self.idle.leave(key);
+            }
+            match r {
+                Ok(_) => {}
+                Err(Stop::Closed) => return Next::Closed,
+                Err(Stop::Late) => return Next::Reject(StatusCode::REQUEST_TIMEOUT),
+            }
+        }
+    }
+
+    /// A whole request head from the buffer (or a reason to reject it); `None` if more must
+    /// be read.
+    fn parse(&mut self, wire: &mut Wire) -> Option<Next> {
+        let limits = wire.limits;
+        // No allocation per attempt for the usual limits; a larger one gets a heap buffer.
+        const ON_STACK: usize = 64;
+        let mut stack = [httparse::EMPTY_HEADER; ON_STACK];
+        let mut heap = Vec::new();
+        let headers: &mut [httparse::Header<'_>] = if limits.max_headers <= ON_STACK {
+            &mut stack[..limits.max_headers]
+        } else {
+            heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
+            &mut heap
+        };
+        let mut parsed = httparse::Request::new(headers);
+        let reject = |s| Some(Next::Reject(s));
+        let head_len = match parsed.parse(&wire.buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if wire.buf.len() > limits.max_head => {
+                return reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+            }
+            Ok(httparse::Status::Partial) => return None,
+            Err(httparse::Error::TooManyHeaders) => {
+                return reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+            }
+            Err(_) => return reject(StatusCode::BAD_REQUEST),
+        };
+        if head_len > limits.max_head {
+            return reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        }
+        let minor = parsed.version.unwrap_or(1);
+        let Some(framing) = framing::framing(parsed.headers, minor) else {
+            return reject(StatusCode::BAD_REQUEST);
+        };
+        let facts = framing::facts(parsed.headers, minor);
+        if facts.expect_other {
+            return reject(StatusCode::EXPECTATION_FAILED);
+        }
+        let decoder = match framing {
+            Framing::Length(n) if n > limits.max_body as u64 => {
+                return reject(StatusCode::PAYLOAD_TOO_LARGE);
+            }
+            Framing::Length(0) => Decoder::Done,
+            Framing::Length(n) => Decoder::Length(n),
+            Framing::Chunked => Decoder::Chunked(super::wire::Chunk::Size),
+        };
+        let Ok(method) = Method::from_bytes(parsed.method.unwrap_or_default().as_bytes()) else {
+            return reject(StatusCode::BAD_REQUEST);
+        };
+        // Where each part lies in the head, to slice it out of one shared buffer.
+        let base = wire.buf.as_ptr() as usize;
+        let at = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        let path = at(parsed.path.unwrap_or_default().as_bytes());
+        self.names.clear();
+        for h in parsed.headers.iter() {
+            let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+                return reject(StatusCode::BAD_REQUEST);
+            };
+            self.names.push((name, at(h.value)));
+        }
+        let head = wire.buf.split_to(head_len).freeze();
+        let Ok(uri) = Uri::from_maybe_shared(head.slice(path)) else {
+            return reject(StatusCode::BAD_REQUEST);
+        };
+        let mut map = HeaderMap::with_capacity(self.names.len());
+        for (name, range) in self.names.drain(..) {
+            let Ok(value) = HeaderValue::from_maybe_shared(head.slice(range)) else {
+                return reject(StatusCode::BAD_REQUEST);
+            };
+            map.append(name, value);
+        }
+
+        let connect = method == Method::CONNECT;
+        let body = &mut wire.body;
+        body.decoder = decoder;
+        body.received = 0;
+        body.deadline = (decoder != Decoder::Done).then(|| deadline(limits.body_timeout));
+        body.owe_continue = facts.expect_continue && decoder != Decoder::Done;
+        body.failure = None;
+        body.trailers = None;
+        body.upgradable = facts.upgrade;
+        body.connect = connect;
+        let body = if decoder == Decoder::Done && !facts.upgrade && !connect {
+            Body::empty()
+        } else {
+            Body::incoming(self.wire.clone(), body.seq)
+        };
+        let version = if minor == 0 {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        let answer = Answer::new(&method, version, facts.close);
+        let mut req = Request::new(body);
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.version_mut() = version;
+        *req.headers_mut() = map;
+        req.extensions_mut().insert(self.info);
+        Some(Next::Request(req, answer))
+    }
+}
+
+/// Answers with `status` and an empty body, closing.
+fn reject(wire: &mut Wire, status: StatusCode) {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = status;
+    let answer = Answer::new(&Method::GET, Version::HTTP_11, true);
+    let _ = response::write(wire, r, &answer);
+    let _ = wire.flush();
+}
+
+/// `now + limit`, or a year from now for a limit too large to add.
+fn deadline(limit: Duration) -> Instant {
+    crate::deadline::deadline(limit)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
+}

@@ -1,0 +1,273 @@
+//! Writing a response: its head (status, the handler's headers, `Date`, the framing the
+//! server chooses) and its body (in one piece, by length, `chunked`, or until close).
+
+use std::cell::Cell;
+use std::io::{self, Read, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, Method, Response, StatusCode, Version, header};
+
+use super::body::Body;
+use super::wire::{Decoder, Failure, Wire};
+
+/// Response bytes gathered before they are written (more goes out at once).
+const FLUSH_AT: usize = 32 * 1024;
+/// The most read from a streamed body per write.
+const CHUNK: usize = 16 * 1024;
+
+/// What the request says about how to answer it.
+pub(super) struct Answer {
+    pub head_only: bool,
+    pub version: Version,
+    /// The connection ends after this response.
+    pub close: bool,
+}
+
+impl Answer {
+    pub(super) fn new(method: &Method, version: Version, close: bool) -> Answer {
+        Answer {
+            head_only: method == Method::HEAD,
+            version,
+            close,
+        }
+    }
+}
+
+/// How the body is delimited on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Frame {
+    /// No body may be sent (1xx, 204, 304).
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (HTTP/1.0, length unknown).
+    Close,
+}
+
+thread_local! {
+    /// The `Date` value of the current second, as formatted (29 bytes).
+    static DATE: Cell<(u64, [u8; 29])> = const { Cell::new((0, [0; 29])) };
+}
+
+/// Appends `Date: <IMF-fixdate>\r\n` (RFC 9110 §6.6.1), formatted once a second per thread.
+fn date(out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (cached, mut text) = DATE.get();
+    if cached != secs {
+        let s = httpdate::fmt_http_date(now);
+        if s.len() == text.len() {
+            text.copy_from_slice(s.as_bytes());
+            DATE.set((secs, text));
+        }
+    }
+    out.extend_from_slice(b"date: ");
+    out.extend_from_slice(&text);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn number(out: &mut Vec<u8>, mut n: u64, radix: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[(n % radix) as usize];
+        n /= radix;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Appends the head: status line, the handler's headers (less those the server sets),
+/// `date`, and the framing headers.
+fn head(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap, frame: Frame, close: bool) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || (name == header::CONNECTION && close)
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !headers.contains_key(header::DATE) {
+        date(out);
+    }
+    match frame {
+        Frame::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            number(out, n, 10);
+            out.extend_from_slice(b"\r\n");
+        }
+        Frame::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Frame::None | Frame::Close => {}
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Whether the handler asked for the connection to end.
+fn asks_close(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
+}
+
+/// The length the handler declared with `Content-Length`, for a body of unknown length.
+fn declared(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Writes a response; `Ok(true)` if the connection must end after it (asked for, or the
+/// body was delimited by the close, or cut short).
+pub(super) fn write(
+    wire: &mut Wire,
+    response: Response<Body>,
+    answer: &Answer,
+) -> io::Result<bool> {
+    let (parts, mut body) = response.into_parts();
+    let status = parts.status;
+    let own = body
+        .as_incoming()
+        .is_some_and(|i| i.seq == wire.body.seq && wire.conn.is_some());
+    let len = if own {
+        match wire.body.decoder {
+            Decoder::Length(n) => Some(n),
+            Decoder::Done => Some(0),
+            Decoder::Chunked(_) => None,
+        }
+    } else {
+        body.len()
+    }
+    .or_else(|| declared(&parts.headers));
+    let frame = if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        Frame::None
+    } else if let Some(n) = len {
+        Frame::Length(n)
+    } else if answer.version == Version::HTTP_11 {
+        Frame::Chunked
+    } else {
+        Frame::Close
+    };
+    let close = answer.close || asks_close(&parts.headers) || frame == Frame::Close;
+    if own && !answer.head_only && frame != Frame::None {
+        // An echo: the client waits for this before it sends the body.
+        wire.send_continue()?;
+    }
+    let (start, flushes) = (wire.out.len(), wire.flushes);
+    head(&mut wire.out, status, &parts.headers, frame, close);
+    if answer.head_only || frame == Frame::None {
+        return Ok(close);
+    }
+    if let Some(bytes) = body.as_bytes() {
+        // In memory: its length is the frame's (`Body::len`), written with the head.
+        wire.out.extend_from_slice(bytes);
+        if wire.out.len() >= FLUSH_AT {
+            wire.flush()?;
+        }
+        return Ok(close);
+    }
+    let whole = if own {
+        stream(wire, &mut None, frame)?
+    } else {
+        stream(wire, &mut Some(&mut body), frame)?
+    };
+    if !whole && wire.flushes == flushes {
+        // Nothing of this response went out yet: answer with the error instead of a
+        // truncated success (the request body's own status, else 500).
+        wire.out.truncate(start);
+        let status = match wire.body.failure {
+            Some(Failure::Reject(s)) => s,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        head(
+            &mut wire.out,
+            status,
+            &HeaderMap::new(),
+            Frame::Length(0),
+            true,
+        );
+    }
+    Ok(close || !whole)
+}
+
+/// Copies a streamed body (`body`, or the request's own when `None`) under `frame`;
+/// `Ok(false)` if it ended early or failed (the response is left incomplete on purpose).
+fn stream(wire: &mut Wire, body: &mut Option<&mut Body>, frame: Frame) -> io::Result<bool> {
+    let mut left = match frame {
+        Frame::Length(n) => n,
+        _ => u64::MAX,
+    };
+    let mut chunk = vec![0; CHUNK];
+    while left > 0 {
+        let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let r = match body {
+            Some(b) => b.read(&mut chunk[..want]),
+            None => wire.read_body(&mut chunk[..want]),
+        };
+        let n = match r {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::debug!("response body failed: {e}");
+                return Ok(false);
+            }
+        };
+        if frame == Frame::Chunked {
+            number(&mut wire.out, n as u64, 16);
+            wire.out.extend_from_slice(b"\r\n");
+            wire.out.extend_from_slice(&chunk[..n]);
+            wire.out.extend_from_slice(b"\r\n");
+        } else {
+            wire.out.extend_from_slice(&chunk[..n]);
+            left -= n as u64;
+        }
+        if wire.out.len() >= FLUSH_AT {
+            wire.flush()?;
+        }
+    }
+    match frame {
+        Frame::Chunked => wire.out.extend_from_slice(b"0\r\n\r\n"),
+        Frame::Length(_) if left > 0 => {
+            log::debug!("response body ended {left} bytes short of its length");
+            return Ok(false);
+        }
+        _ => {}
+    }
+    Ok(true)
+}
+
+/// Writes a response head right away (an upgrade's 101), after what was pending.
+pub(super) fn write_head_now(
+    wire: &mut Wire,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> io::Result<()> {
+    head(&mut wire.out, status, headers, Frame::None, false);
+    wire.flush()?;
+    wire.conn.as_mut().map_or(Ok(()), |c| c.flush())
+}

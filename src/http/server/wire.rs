@@ -1,0 +1,382 @@
+//! One connection's socket, its read buffer and the decoding of the request body being read
+//! (`Content-Length` or `chunked`), with the deadlines a trickling client cannot stretch.
+
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use http::{HeaderMap, StatusCode};
+
+use super::Limits;
+use super::framing::{self, SizeLine};
+use crate::net::TcpStream;
+
+/// How reading from the socket ended, when it gave no bytes.
+pub(super) enum Stop {
+    /// End of file, an error, or the idle time-out: the connection closes.
+    Closed,
+    /// The head's or the body's deadline passed.
+    Late,
+}
+
+/// Why the request body cannot be read on: the connection answers with the status (if any)
+/// instead of the handler's response, and closes.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Failure {
+    Reject(StatusCode),
+    Closed,
+}
+
+/// Where the decoding of a chunked body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Chunk {
+    Size,
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    Trailers,
+}
+
+/// What is left of the request body being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Decoder {
+    Length(u64),
+    Chunked(Chunk),
+    Done,
+}
+
+/// The request body the connection is reading, as the handler's `Body` sees it.
+pub(super) struct BodyState {
+    /// The request this state belongs to: a `Body` of an earlier request reads nothing.
+    pub seq: u64,
+    pub decoder: Decoder,
+    /// Decoded bytes so far.
+    pub received: u64,
+    /// When the whole body must have arrived.
+    pub deadline: Option<Instant>,
+    /// A `100 Continue` is owed before the first read.
+    pub owe_continue: bool,
+    pub failure: Option<Failure>,
+    pub trailers: Option<HeaderMap>,
+    /// The request asked for a protocol upgrade: it may be answered with 101 and the
+    /// connection taken over.
+    pub upgradable: bool,
+    /// The request is a `CONNECT`: a 2xx answer hands the connection over as a tunnel.
+    pub connect: bool,
+}
+
+/// The connection as its greenlet and its request's `Body` share it.
+pub(super) struct Wire {
+    /// `None` once a handler took the connection over (an upgrade).
+    pub conn: Option<TcpStream>,
+    /// Bytes read and not yet used.
+    pub buf: BytesMut,
+    /// Response bytes not yet written.
+    pub out: Vec<u8>,
+    pub limits: Limits,
+    /// How many times `out` was written out (a response not yet flushed can be replaced).
+    pub flushes: u64,
+    /// The socket's read time-out now (it changes only near a deadline).
+    pub read_timeout: Duration,
+    pub body: BodyState,
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the connection was taken over")
+}
+
+impl Wire {
+    pub(super) fn new(conn: TcpStream, limits: Limits) -> Wire {
+        Wire {
+            conn: Some(conn),
+            buf: BytesMut::with_capacity(8192),
+            out: Vec::with_capacity(4096),
+            limits,
+            flushes: 0,
+            read_timeout: limits.timeout.max(Duration::from_nanos(1)),
+            body: BodyState {
+                seq: 0,
+                decoder: Decoder::Done,
+                received: 0,
+                deadline: None,
+                owe_continue: false,
+                failure: None,
+                trailers: None,
+                upgradable: false,
+                connect: false,
+            },
+        }
+    }
+
+    /// Writes out what `out` holds.
+    pub(super) fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let conn = self.conn.as_mut().ok_or_else(closed)?;
+        self.flushes += 1;
+        let r = conn.write_all(&self.out);
+        self.out.clear();
+        r
+    }
+
+    /// Sets the socket's read time-out to the idle time-out, or less to end at `deadline`;
+    /// `Err(Late)` if the deadline has passed.
+    fn wait_until(&mut self, deadline: Option<Instant>) -> Result<(), Stop> {
+        let mut wait = self.limits.timeout.max(Duration::from_nanos(1));
+        if let Some(d) = deadline {
+            match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => wait = wait.min(left),
+                _ => return Err(Stop::Late),
+            }
+        }
+        // Changed only near a deadline: a request that arrives whole never gets here.
+        if wait != self.read_timeout {
+            let conn = self.conn.as_ref().ok_or(Stop::Closed)?;
+            conn.set_read_timeout(Some(wait))
+                .map_err(|_| Stop::Closed)?;
+            self.read_timeout = wait;
+        }
+        Ok(())
+    }
+
+    /// One read into `into` (the buffer's spare room when `None`), after writing out pending
+    /// responses, waiting at most for the idle time-out and until `deadline`.
+    fn read(&mut self, deadline: Option<Instant>, into: Option<&mut [u8]>) -> Result<usize, Stop> {
+        // Pipelined responses go out before we wait for more input.
+        self.flush().map_err(|_| Stop::Closed)?;
+        self.wait_until(deadline)?;
+        let conn = self.conn.as_mut().ok_or(Stop::Closed)?;
+        let r = match into {
+            Some(into) => conn.read(into),
+            None => {
+                let len = self.buf.len();
+                self.buf.resize(len + 8192, 0);
+                let r = conn.read(&mut self.buf[len..]);
+                self.buf.truncate(len + *r.as_ref().unwrap_or(&0));
+                r
+            }
+        };
+        match r {
+            Ok(0) => Err(Stop::Closed),
+            Ok(n) => Ok(n),
+            Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => Err(Stop::Late),
+            Err(_) => Err(Stop::Closed),
+        }
+    }
+
+    /// Reads more into the buffer.
+    pub(super) fn fill(&mut self, deadline: Option<Instant>) -> Result<usize, Stop> {
+        self.read(deadline, None)
+    }
+
+    /// Sends the `100 Continue` owed, if any (before the body is read, and before a response
+    /// that streams the body back).
+    pub(super) fn send_continue(&mut self) -> io::Result<()> {
+        if std::mem::take(&mut self.body.owe_continue) {
+            self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Records why the body cannot be read on, and the error the handler's read returns.
+    fn fail(&mut self, failure: Failure, msg: String) -> io::Error {
+        self.body.failure = Some(failure);
+        self.body.decoder = Decoder::Done;
+        let kind = match failure {
+            Failure::Reject(StatusCode::REQUEST_TIMEOUT) => io::ErrorKind::TimedOut,
+            Failure::Reject(_) => io::ErrorKind::InvalidData,
+            Failure::Closed => io::ErrorKind::UnexpectedEof,
+        };
+        io::Error::new(kind, msg)
+    }
+
+    fn stopped(&mut self, stop: Stop) -> io::Error {
+        match stop {
+            Stop::Late => {
+                let limit = self.limits.body_timeout;
+                self.fail(
+                    Failure::Reject(StatusCode::REQUEST_TIMEOUT),
+                    format!("the request body did not arrive within {limit:?} (body_timeout)"),
+                )
+            }
+            Stop::Closed => self.fail(
+                Failure::Closed,
+                "the client closed the connection before the end of the request body".into(),
+            ),
+        }
+    }
+
+    fn malformed(&mut self, what: &str) -> io::Error {
+        self.fail(
+            Failure::Reject(StatusCode::BAD_REQUEST),
+            format!("malformed chunked request body: {what}"),
+        )
+    }
+
+    /// Up to `want` bytes of body data into `out`: buffered ones first, else one read from
+    /// the socket straight into `out`.
+    fn data(&mut self, out: &mut [u8], want: u64) -> io::Result<usize> {
+        let want = out.len().min(usize::try_from(want).unwrap_or(usize::MAX));
+        if !self.buf.is_empty() {
+            let n = want.min(self.buf.len());
+            out[..n].copy_from_slice(&self.buf[..n]);
+            self.buf.advance(n);
+            return Ok(n);
+        }
+        match self.read(self.body.deadline, Some(&mut out[..want])) {
+            Ok(n) => Ok(n),
+            Err(stop) => Err(self.stopped(stop)),
+        }
+    }
+
+    /// Reads more into the buffer for the body's framing lines.
+    fn fill_body(&mut self) -> io::Result<()> {
+        match self.fill(self.body.deadline) {
+            Ok(_) => Ok(()),
+            Err(stop) => Err(self.stopped(stop)),
+        }
+    }
+
+    /// Reads decoded body bytes into `out`; `Ok(0)` at the body's end.
+    pub(super) fn read_body(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if let Some(f) = self.body.failure {
+            let msg = "the request body could not be read (an earlier read failed)";
+            return Err(self.fail(f, msg.into()));
+        }
+        if out.is_empty() || self.body.decoder == Decoder::Done {
+            return Ok(0);
+        }
+        self.send_continue()?;
+        loop {
+            match self.body.decoder {
+                Decoder::Done | Decoder::Length(0) => {
+                    self.body.decoder = Decoder::Done;
+                    return Ok(0);
+                }
+                Decoder::Length(left) => {
+                    let n = self.data(out, left)?;
+                    self.body.decoder = Decoder::Length(left - n as u64);
+                    self.body.received += n as u64;
+                    return Ok(n);
+                }
+                Decoder::Chunked(Chunk::Data(left)) => {
+                    let n = self.data(out, left)?;
+                    let left = left - n as u64;
+                    self.body.decoder = Decoder::Chunked(if left == 0 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left)
+                    });
+                    self.body.received += n as u64;
+                    return Ok(n);
+                }
+                Decoder::Chunked(Chunk::Size) => match framing::size_line(&self.buf) {
+                    SizeLine::Partial => self.fill_body()?,
+                    SizeLine::Invalid => return Err(self.malformed("a bad chunk-size line")),
+                    SizeLine::Size(n, used) => {
+                        self.buf.advance(used);
+                        let max = self.limits.max_body as u64;
+                        if self.body.received.saturating_add(n) > max {
+                            return Err(self.fail(
+                                Failure::Reject(StatusCode::PAYLOAD_TOO_LARGE),
+                                format!("the request body is over {max} bytes (max_body_bytes)"),
+                            ));
+                        }
+                        self.body.decoder = Decoder::Chunked(if n == 0 {
+                            Chunk::Trailers
+                        } else {
+                            Chunk::Data(n)
+                        });
+                    }
+                },
+                Decoder::Chunked(Chunk::DataEnd) => {
+                    if self.buf.len() < 2 {
+                        self.fill_body()?;
+                    } else if &self.buf[..2] == b"\r\n" {
+                        self.buf.advance(2);
+                        self.body.decoder = Decoder::Chunked(Chunk::Size);
+                    } else {
+                        return Err(self.malformed("no CRLF after a chunk's data"));
+                    }
+                }
+                Decoder::Chunked(Chunk::Trailers) => {
+                    if self.trailers()? {
+                        self.body.decoder = Decoder::Done;
+                        return Ok(0);
+                    }
+                    self.fill_body()?;
+                }
+            }
+        }
+    }
+
+    /// Parses the trailer section if it is complete (bounded like a head); `Ok(false)` if
+    /// more must be read.
+    fn trailers(&mut self) -> io::Result<bool> {
+        if self.buf.starts_with(b"\r\n") {
+            self.buf.advance(2);
+            return Ok(true);
+        }
+        let mut headers = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
+        match httparse::parse_headers(&self.buf, &mut headers) {
+            Ok(httparse::Status::Complete((used, parsed))) => {
+                let mut map = HeaderMap::with_capacity(parsed.len());
+                for h in parsed {
+                    let (Ok(name), Ok(value)) = (
+                        http::HeaderName::from_bytes(h.name.as_bytes()),
+                        http::HeaderValue::from_bytes(h.value),
+                    ) else {
+                        return Err(self.malformed("a bad trailer field"));
+                    };
+                    map.append(name, value);
+                }
+                self.buf.advance(used);
+                self.body.trailers = Some(map);
+                Ok(true)
+            }
+            Ok(httparse::Status::Partial) if self.buf.len() > self.limits.max_head => Err(self
+                .fail(
+                    Failure::Reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+                    "the request's trailer section is too large (max_head_bytes)".into(),
+                )),
+            Ok(httparse::Status::Partial) => Ok(false),
+            Err(httparse::Error::TooManyHeaders) => Err(self.fail(
+                Failure::Reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+                "the request has too many trailer fields (max_headers)".into(),
+            )),
+            Err(_) => Err(self.malformed("a bad trailer section")),
+        }
+    }
+
+    /// Reads and drops what is left of the body, up to `budget` bytes, so that the next
+    /// request can be read; `false` if the connection must close instead.
+    pub(super) fn drain(&mut self, budget: u64) -> bool {
+        if self.body.owe_continue {
+            // The client waits for our word before sending the body: it never had it.
+            return false;
+        }
+        if let Decoder::Length(left) = self.body.decoder
+            && left > budget
+        {
+            return false;
+        }
+        let mut scratch = [0; 4096];
+        let mut drained = 0;
+        while drained <= budget {
+            match self.read_body(&mut scratch) {
+                Ok(0) => return self.body.failure.is_none(),
+                Ok(n) => drained += n as u64,
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+impl Read for Wire {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.read_body(out)
+    }
+}

@@ -28,7 +28,8 @@ pub(super) struct HeadFacts {
 ///   (two that differ are a request-smuggling vector: a front end using the other one reads a
 ///   different body);
 /// - `Transfer-Encoding` together with `Content-Length` is refused, and so is any
-///   `Transfer-Encoding` whose last coding is not `chunked` (the length could not be known);
+///   `Transfer-Encoding` whose last coding is not `chunked` (the length could not be known),
+///   or that names `chunked` twice;
 /// - an HTTP/1.1 request must carry exactly one `Host`, an HTTP/1.0 one at most one.
 pub(super) fn framing(headers: &[httparse::Header<'_>], version: u8) -> Option<Framing> {
     let mut length: Option<u64> = None;
@@ -42,8 +43,13 @@ pub(super) fn framing(headers: &[httparse::Header<'_>], version: u8) -> Option<F
             }
             length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
-            coding = Some(trim(last).eq_ignore_ascii_case(b"chunked"));
+            for c in h.value.split(|&b| b == b',').map(trim) {
+                // `chunked` only once, and last (RFC 9112 §6.1).
+                if coding == Some(true) {
+                    return None;
+                }
+                coding = Some(c.eq_ignore_ascii_case(b"chunked"));
+            }
         } else if h.name.eq_ignore_ascii_case("host") {
             hosts += 1;
         }
@@ -193,6 +199,19 @@ mod tests {
         );
         for bad in [
             vec![host, h("Transfer-Encoding", "chunked, gzip")],
+            vec![host, h("Transfer-Encoding", "chunked, chunked")],
+            vec![
+                host,
+                h("Transfer-Encoding", "chunked"),
+                h("Transfer-Encoding", "chunked"),
+            ],
+            vec![
+                host,
+                h("Transfer-Encoding", "chunked"),
+                h("Transfer-Encoding", "gzip"),
+            ],
+            vec![host, h("Transfer-Encoding", "xchunked")],
+            vec![host, h("Transfer-Encoding", "")],
             vec![
                 host,
                 h("Transfer-Encoding", "chunked"),

@@ -4,7 +4,6 @@
 
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,8 @@ use super::body::Body;
 use super::framing::{self, Framing};
 use super::response::{self, Answer};
 use super::wire::{Decoder, Stop, Wire};
-use super::{ConnInfo, Handler, Idle};
+use super::idle::Member;
+use super::{ConnInfo, Handler};
 use crate::net::TcpStream;
 
 /// What is left unread of a request body is drained up to this much; past it, or past its
@@ -37,7 +37,7 @@ pub(super) struct Connection<'a> {
     wire: Arc<Mutex<Wire>>,
     info: ConnInfo,
     handler: &'a Handler,
-    idle: &'a Idle,
+    idle: &'a Member<'a>,
     /// When the head being read must be complete (set at its first byte).
     head_deadline: Option<Instant>,
     /// Header names and where their values lie in the head (reused).
@@ -58,7 +58,7 @@ impl<'a> Connection<'a> {
         info: ConnInfo,
         limits: super::Limits,
         handler: &'a Handler,
-        idle: &'a Idle,
+        idle: &'a Member<'a>,
     ) -> Self {
         Connection {
             wire: Arc::new(Mutex::new(Wire::new(conn, limits))),
@@ -152,7 +152,7 @@ impl<'a> Connection<'a> {
                 true
             }
         };
-        answer.close |= self.idle.stopping.load(Ordering::SeqCst);
+        answer.close |= self.idle.stopping();
         let status = response.status();
         let close = match response::write(&mut wire, response, &answer) {
             Ok(close) => close,
@@ -208,17 +208,12 @@ impl<'a> Connection<'a> {
                         .get_or_insert_with(|| deadline(wire.limits.head_timeout)),
                 )
             };
-            let key = if idle {
-                match self.idle.enter() {
-                    Some(key) => Some(key),
-                    None => return Next::Closed,
-                }
-            } else {
-                None
-            };
+            if idle && !self.idle.waiting() {
+                return Next::Closed;
+            }
             let r = wire.fill(deadline);
-            if let Some(key) = key {
-                self.idle.leave(key);
+            if idle {
+                self.idle.busy();
             }
             match r {
                 Ok(_) => {}

@@ -5,15 +5,15 @@
 mod body;
 mod conn;
 mod framing;
+mod idle;
 mod response;
 mod upgrade;
 mod wire;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +22,6 @@ use http::{Request, Response};
 pub use body::Body;
 pub use upgrade::{Upgraded, upgrade};
 
-use crate::greenlet::GreenletRef;
 use crate::net::ToSocketAddrs;
 use crate::server::StreamServer;
 use crate::sync::lock;
@@ -66,59 +65,6 @@ struct Limits {
     head_timeout: Duration,
     body_timeout: Duration,
     write_timeout: Duration,
-}
-
-/// Connections parked between requests (the longest idle first), so that `stop` can close
-/// them at once and a full server can make room; and the count of open connections.
-#[derive(Default)]
-struct Idle {
-    stopping: AtomicBool,
-    waiting: Mutex<BTreeMap<u64, GreenletRef>>,
-    next: AtomicU64,
-    open: AtomicUsize,
-    /// The connection cap (0: none), at which the longest idle connection is closed.
-    cap: AtomicUsize,
-}
-
-impl Idle {
-    /// Registers the calling connection as idle; `None` if the server is stopping.
-    fn enter(&self) -> Option<u64> {
-        let me = crate::current()?;
-        let mut waiting = lock(&self.waiting);
-        if self.stopping.load(Ordering::SeqCst) {
-            return None;
-        }
-        let key = self.next.fetch_add(1, Ordering::Relaxed);
-        waiting.insert(key, me);
-        Some(key)
-    }
-
-    fn leave(&self, key: u64) {
-        lock(&self.waiting).remove(&key);
-    }
-
-    /// A connection opened: at the cap, the longest idle one is closed to make room.
-    fn opened(&self) {
-        let open = self.open.fetch_add(1, Ordering::SeqCst) + 1;
-        let cap = self.cap.load(Ordering::Relaxed);
-        if cap == 0 || open < cap {
-            return;
-        }
-        let oldest = lock(&self.waiting).pop_first();
-        if let Some((_, g)) = oldest {
-            log::debug!("http::Server: {open} connections (the cap): closing the longest idle");
-            g.kill_nowait();
-        }
-    }
-}
-
-/// Counts a connection as open while it lives.
-struct Open<'a>(&'a Idle);
-
-impl Drop for Open<'_> {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// The default connection cap: the descriptor limit less a reserve of a quarter (at least
@@ -207,7 +153,7 @@ fn default_cap() -> usize {
 pub struct Server {
     stream: StreamServer,
     limits: Arc<Mutex<Limits>>,
-    idle: Arc<Idle>,
+    idle: Arc<idle::Idle>,
 }
 
 impl Server {
@@ -232,18 +178,17 @@ impl Server {
             body_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
         }));
-        let idle = Arc::new(Idle::default());
+        let idle = Arc::new(idle::Idle::default());
         let cap = default_cap();
         idle.cap.store(cap, Ordering::Relaxed);
         let handler: Arc<Handler> = Arc::new(move |req| handler(req).map(Into::into));
         let (l, i) = (limits.clone(), idle.clone());
         let stream = StreamServer::bind(addr, move |conn, peer| {
             let limits = *lock(&l);
-            i.opened();
-            let _open = Open(&i);
+            let member = i.join();
             let local = conn.local_addr().unwrap_or(peer);
             let info = ConnInfo { peer, local };
-            conn::Connection::new(conn, info, limits, &*handler, &i).serve();
+            conn::Connection::new(conn, info, limits, &*handler, &member).serve();
         })?
         .max_connections(cap);
         Ok(Server {
@@ -363,14 +308,7 @@ impl Server {
     /// in flight finish within `grace`, then kills what is left. Returns how many connections
     /// had to be killed.
     pub fn stop(&self, grace: Duration) -> usize {
-        self.idle.stopping.store(true, Ordering::SeqCst);
-        let idle: Vec<GreenletRef> = {
-            let waiting = lock(&self.idle.waiting);
-            waiting.values().cloned().collect()
-        };
-        for g in &idle {
-            g.kill_nowait();
-        }
+        self.idle.stop();
         self.stream.stop(grace)
     }
 }

@@ -71,6 +71,8 @@ pub(super) struct Wire {
     pub conn: Option<TcpStream>,
     /// Bytes read and not yet used.
     pub buf: BytesMut,
+    /// What one read into the buffer lands in first (zeroed once, not at every read).
+    scratch: Box<[u8; 8192]>,
     /// Response bytes not yet written.
     pub out: Vec<u8>,
     pub limits: Limits,
@@ -90,6 +92,7 @@ impl Wire {
         Wire {
             conn: Some(conn),
             buf: BytesMut::with_capacity(8192),
+            scratch: Box::new([0; 8192]),
             out: Vec::with_capacity(4096),
             limits,
             flushes: 0,
@@ -150,10 +153,10 @@ impl Wire {
         let r = match into {
             Some(into) => conn.read(into),
             None => {
-                let len = self.buf.len();
-                self.buf.resize(len + 8192, 0);
-                let r = conn.read(&mut self.buf[len..]);
-                self.buf.truncate(len + *r.as_ref().unwrap_or(&0));
+                let r = conn.read(&mut self.scratch[..]);
+                if let Ok(n) = r {
+                    self.buf.extend_from_slice(&self.scratch[..n]);
+                }
                 r
             }
         };

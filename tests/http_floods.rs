@@ -14,6 +14,11 @@ use support::watchdog::bounded;
 use support::{http_raw as raw, status_of};
 
 fn hello() -> Server {
+    hello_capped(0)
+}
+
+/// The hello server with at most `cap` connections (0: the default cap).
+fn hello_capped(cap: usize) -> Server {
     let server = Server::bind("127.0.0.1:0", |mut req: Request<Body>| {
         match req.body_mut().read_to_vec(1 << 16) {
             Ok(b) => Response::new(format!("{} bytes", b.len())),
@@ -22,6 +27,11 @@ fn hello() -> Server {
     })
     .unwrap()
     .write_timeout(ms(500));
+    let server = if cap > 0 {
+        server.max_connections(cap)
+    } else {
+        server
+    };
     server.start().unwrap();
     server
 }
@@ -69,7 +79,7 @@ fn transfer_coding_smuggling_variants_get_400() {
 fn idle_connections_at_the_cap_make_room_for_new_clients() {
     bounded("idle flood", Duration::from_secs(60), || {
         const CAP: usize = 50;
-        let srv = hello().max_connections(CAP);
+        let srv = hello_capped(CAP);
         let a = srv.local_addr();
         // Four times the cap in connections that send nothing, oldest first.
         let idle: Vec<TcpStream> = (0..4 * CAP)

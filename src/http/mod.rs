@@ -61,6 +61,8 @@ pub use ::http as types;
 pub use ::http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header,
 };
+/// Shared bytes (the `bytes` crate), which a [`Body`] converts from without a copy.
+pub use bytes::Bytes;
 
 /// A client response: status, headers and a streaming body (ureq's, re-exported). Read the
 /// body with `response.body_mut().read_to_string()` (bounded to 10 MB by default).

@@ -37,7 +37,16 @@ pub(crate) struct Core {
     permits: Mutex<Option<Arc<Semaphore>>>,
     serving: Mutex<Option<Greenlet<()>>>,
     stopped: Flag,
+    /// Called while the serving loop waits for a free slot (an HTTP server closes an idle
+    /// connection to make room).
+    on_full: Mutex<Option<OnFull>>,
 }
+
+/// See `Core::on_full`.
+pub(crate) type OnFull = Arc<dyn Fn() + Send + Sync>;
+
+/// How often `on_full` is called again while the loop still waits for a slot.
+const FULL_POLL: Duration = Duration::from_millis(100);
 
 impl Core {
     pub(crate) fn new(what: &'static str) -> Core {
@@ -48,12 +57,18 @@ impl Core {
             permits: Mutex::new(None),
             serving: Mutex::new(None),
             stopped: Flag::new(),
+            on_full: Mutex::new(None),
         }
     }
 
     /// Sets the most handlers that may run at once (0 = no limit); read by `start`.
     pub(crate) fn set_limit(&self, n: usize) {
         self.limit.store(n, Ordering::Relaxed);
+    }
+
+    /// Sets what to call while the serving loop waits for a free slot.
+    pub(crate) fn set_on_full(&self, f: OnFull) {
+        *lock(&self.on_full) = Some(f);
     }
 
     /// Spawns the serving loop. `serve` gets a function that waits for a free handler slot.
@@ -159,7 +174,22 @@ impl Slots {
     /// once [`Ticket::admit`] is called (after the connection or datagram arrived).
     pub(crate) fn reserve(&self) -> Ticket {
         if let Some(p) = &self.permits {
-            p.acquire_raw();
+            match p.try_acquire() {
+                Some(g) => g.forget(),
+                None => {
+                    let on_full = lock(&self.core.on_full).clone();
+                    match on_full {
+                        None => p.acquire_raw(),
+                        Some(f) => loop {
+                            f();
+                            if let Some(g) = p.acquire_timeout(FULL_POLL) {
+                                g.forget();
+                                break;
+                            }
+                        },
+                    }
+                }
+            }
         }
         Ticket {
             core: self.core.clone(),

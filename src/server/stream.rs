@@ -119,6 +119,13 @@ impl StreamServer {
         self
     }
 
+    /// Calls `f` while the accept loop waits for a free slot at the
+    /// [`max_connections`](Self::max_connections) limit (first at once, then every 100 ms).
+    pub(crate) fn on_full(self, f: super::core::OnFull) -> StreamServer {
+        self.inner.core.set_on_full(f);
+        self
+    }
+
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.addr

@@ -22,7 +22,9 @@ use super::wire::{Decoder, Wire};
 ///   **408**; a malformed one fails with `InvalidData` and **400**. A request sent with
 ///   `Expect: 100-continue` gets its `100 Continue` at the first read. What the handler
 ///   leaves unread is drained after the response (up to 64 KiB), else the connection closes,
-///   so keep-alive never reads a body as the next request.
+///   so keep-alive never reads a body as the next request. A handler may hand its body to
+///   another greenlet; the response then waits until that greenlet is no longer reading it
+///   (at most until the body's deadline), and a read after the response fails.
 /// - **A response's body** converts from `()`, `String`, `&'static str`, `Vec<u8>`,
 ///   `&'static [u8]`, [`Bytes`], a [`File`] (sent with its length), a request's `Body`
 ///   (echoed as it arrives), or any reader: [`Body::from_reader`] (length unknown: sent
@@ -177,7 +179,10 @@ impl Body {
     /// ```
     pub fn read_to_vec(&mut self, limit: usize) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
-        let n = self.by_ref().take(limit as u64 + 1).read_to_end(&mut out)?;
+        let n = self
+            .by_ref()
+            .take((limit as u64).saturating_add(1))
+            .read_to_end(&mut out)?;
         if n > limit {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -297,11 +302,13 @@ impl From<&'static [u8]> for Body {
 
 impl From<File> for Body {
     /// The file from its current position, sent with its length (a file whose size cannot
-    /// be read is sent as [`from_reader`](Body::from_reader)).
+    /// be read, or is reported as 0 as in `/proc`, is sent as
+    /// [`from_reader`](Body::from_reader)).
     fn from(mut file: File) -> Body {
         use std::io::Seek;
         let len = match (file.metadata(), file.stream_position()) {
-            (Ok(m), Ok(pos)) if m.is_file() => Some(m.len().saturating_sub(pos)),
+            // Files in /proc and /sys report a size of 0 whatever they hold.
+            (Ok(m), Ok(pos)) if m.is_file() && m.len() > 0 => Some(m.len().saturating_sub(pos)),
             _ => None,
         };
         match len {

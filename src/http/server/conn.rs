@@ -13,9 +13,9 @@ use http::{
 
 use super::body::Body;
 use super::framing::{self, Framing};
-use super::response::{self, Answer};
-use super::wire::{Decoder, Stop, Wire};
 use super::idle::Member;
+use super::response::{self, Answer};
+use super::wire::{Decoder, Failure, Stop, Wire};
 use super::{ConnInfo, Handler};
 use crate::net::TcpStream;
 
@@ -40,6 +40,8 @@ pub(super) struct Connection<'a> {
     idle: &'a Member<'a>,
     /// When the head being read must be complete (set at its first byte).
     head_deadline: Option<Instant>,
+    /// How long a body may take (the longest a response waits for another greenlet reading it).
+    body_timeout: Duration,
     /// Header names and where their values lie in the head (reused).
     names: Vec<(HeaderName, Range<usize>)>,
 }
@@ -66,6 +68,7 @@ impl<'a> Connection<'a> {
             handler,
             idle,
             head_deadline: None,
+            body_timeout: limits.body_timeout,
             names: Vec::new(),
         }
     }
@@ -93,8 +96,8 @@ impl<'a> Connection<'a> {
                 Next::Request(req, answer) => (req, answer),
                 Next::Reject(status) => {
                     log::debug!("{}: rejected with {status}", self.info.peer);
-                    if let Some(mut wire) = lock(&self.wire) {
-                        reject(&mut wire, status);
+                    if let Some(wire) = lock(&self.wire) {
+                        reject(&self.wire, wire, status);
                     }
                     return;
                 }
@@ -116,10 +119,10 @@ impl<'a> Connection<'a> {
         let (method, uri) = (req.method().clone(), req.uri().clone());
         let started = Instant::now();
         let response = self.call(req, &method, &uri);
-        let Some(mut wire) = lock(&self.wire) else {
+        let Some(wire) = self.lock_after_handler() else {
             log::warn!(
-                "{}: \"{method} {uri}\": the handler returned while its request body was \
-                 still being read elsewhere; closing the connection",
+                "{}: \"{method} {uri}\": the request body was still being read elsewhere at its \
+                 deadline; closing the connection",
                 self.info.peer
             );
             return false;
@@ -129,36 +132,38 @@ impl<'a> Connection<'a> {
             return false;
         }
         match wire.body.failure {
-            Some(super::wire::Failure::Reject(status)) => {
+            Some(Failure::Reject(status)) => {
                 log::debug!(
                     "{} \"{method} {uri}\" {status} (request body)",
                     self.info.peer
                 );
-                reject(&mut wire, status);
+                reject(&self.wire, wire, status);
                 return false;
             }
-            Some(super::wire::Failure::Closed) => return false,
+            Some(Failure::Closed) => return false,
             None => {}
         }
-        let unread = match wire.body.decoder {
-            Decoder::Done => false,
+        let response = self.check(response, &method, &uri);
+        let own = response::is_own(response.body(), &self.wire, &wire);
+        if !own {
             // Past the drain budget, or owed a 100 Continue it never got: say so now.
-            Decoder::Length(n) => {
-                answer.close |= n > DRAIN || wire.body.owe_continue;
-                true
-            }
-            Decoder::Chunked(_) => {
-                answer.close |= wire.body.owe_continue;
-                true
-            }
-        };
+            answer.close |= match wire.body.decoder {
+                Decoder::Done => false,
+                Decoder::Length(n) => n > DRAIN || wire.body.owe_continue,
+                Decoder::Chunked(_) => wire.body.owe_continue,
+            };
+        }
         answer.close |= self.idle.stopping();
         let status = response.status();
-        let close = match response::write(&mut wire, response, &answer) {
+        drop(wire);
+        let close = match response::write(&self.wire, response, &answer) {
             Ok(close) => close,
             Err(_) => return false,
         };
-        let keep = !close && (!unread || wire.drain(DRAIN));
+        let Some(mut wire) = lock(&self.wire) else {
+            return false;
+        };
+        let keep = !close && (wire.body.decoder == Decoder::Done || wire.drain(DRAIN));
         // The request's `Body` reads nothing from now on.
         wire.body.seq += 1;
         wire.body.decoder = Decoder::Done;
@@ -171,6 +176,43 @@ impl<'a> Connection<'a> {
             let _ = wire.flush();
         }
         keep
+    }
+
+    /// The connection after the handler returned. While a greenlet the handler gave the body
+    /// to still reads it, the response waits (polling), at most until the body's deadline.
+    fn lock_after_handler(&self) -> Option<MutexGuard<'_, Wire>> {
+        let mut until = None;
+        loop {
+            if let Some(w) = lock(&self.wire) {
+                return Some(w);
+            }
+            let deadline = *until.get_or_insert_with(|| deadline(self.body_timeout));
+            if Instant::now() >= deadline {
+                return None;
+            }
+            crate::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// A response the connection can send: an interim status (1xx, which only the server
+    /// may send, and 101 only through `upgrade`) or a 2xx to `CONNECT` that did not take the
+    /// connection over would desynchronise the client, so it becomes a 500.
+    fn check(&self, response: Response<Body>, method: &Method, uri: &Uri) -> Response<Body> {
+        let status = response.status();
+        let bad = if status.is_informational() {
+            "an interim (1xx) status; 101 is sent by http::upgrade"
+        } else if method == Method::CONNECT && status.is_success() {
+            "a 2xx to CONNECT without http::upgrade"
+        } else {
+            return response;
+        };
+        log::error!(
+            "{}: the handler of \"{method} {uri}\" answered {status}: {bad}; sending 500",
+            self.info.peer
+        );
+        let mut r = Response::new(Body::from("internal server error"));
+        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        r
     }
 
     /// Runs the handler; a panic becomes a 500 for this request only. A kill (the server
@@ -196,9 +238,19 @@ impl<'a> Connection<'a> {
         loop {
             if let Some(next) = self.parse(wire) {
                 self.head_deadline = None;
+                // A response ready for an earlier pipelined request goes out before this
+                // one's handler runs (it may be slow).
+                if matches!(next, Next::Request(..)) && wire.flush().is_err() {
+                    return Next::Closed;
+                }
                 return next;
             }
             let idle = wire.buf.is_empty();
+            // Idle means parked on a read: responses still queued go out first (a stop or
+            // the cap must not cut them off).
+            if idle && wire.flush().is_err() {
+                return Next::Closed;
+            }
             let deadline = if idle {
                 None
             } else {
@@ -212,8 +264,8 @@ impl<'a> Connection<'a> {
                 return Next::Closed;
             }
             let r = wire.fill(deadline);
-            if idle {
-                self.idle.busy();
+            if idle && !self.idle.busy() {
+                return Next::Closed;
             }
             match r {
                 Ok(_) => {}
@@ -330,12 +382,15 @@ impl<'a> Connection<'a> {
 }
 
 /// Answers with `status` and an empty body, closing.
-fn reject(wire: &mut Wire, status: StatusCode) {
+fn reject(shared: &Mutex<Wire>, guard: MutexGuard<'_, Wire>, status: StatusCode) {
+    drop(guard);
     let mut r = Response::new(Body::empty());
     *r.status_mut() = status;
     let answer = Answer::new(&Method::GET, Version::HTTP_11, true);
-    let _ = response::write(wire, r, &answer);
-    let _ = wire.flush();
+    let _ = response::write(shared, r, &answer);
+    if let Some(mut wire) = lock(shared) {
+        let _ = wire.flush();
+    }
 }
 
 /// `now + limit`, or a year from now for a limit too large to add.

@@ -2,7 +2,7 @@
 //! and a server at its connection cap closes the longest idle one to make room.
 //!
 //! Each connection registers once; between requests it only stores a time stamp (no lock, no
-//! allocation per request). Only `stop` and a connection arriving at the cap scan them.
+//! allocation per request). Only `stop` and an accept waiting at the cap scan them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -14,9 +14,13 @@ use crate::sync::lock;
 
 struct Slot {
     greenlet: Option<GreenletRef>,
-    /// Nanoseconds since `Idle::epoch` plus one when it began waiting; 0 while busy.
+    /// Nanoseconds since `Idle::epoch` plus one when it began waiting; 0 while busy;
+    /// `CLAIMED` once chosen to be closed.
     since: AtomicU64,
 }
+
+/// A connection chosen to be closed: it ends instead of serving what it reads next.
+const CLAIMED: u64 = u64::MAX;
 
 /// The open connections of one server.
 pub(super) struct Idle {
@@ -48,40 +52,47 @@ pub(super) struct Member<'a> {
 }
 
 impl Idle {
-    /// Registers the calling connection (busy). At the cap, the connection idle the longest
-    /// is closed to make room.
+    /// Registers the calling connection (busy).
     pub(super) fn join(&self) -> Member<'_> {
         let slot = Arc::new(Slot {
             greenlet: crate::current(),
             since: AtomicU64::new(0),
         });
         let key = self.next.fetch_add(1, Ordering::Relaxed);
-        let evict = {
-            let mut conns = lock(&self.conns);
-            conns.insert(key, slot.clone());
-            let cap = self.cap.load(Ordering::Relaxed);
-            if cap != 0 && conns.len() >= cap {
-                conns
-                    .values()
-                    .filter_map(|s| {
-                        let since = s.since.load(Ordering::SeqCst);
-                        (since != 0).then_some((since, s))
-                    })
-                    .min_by_key(|(since, _)| *since)
-                    .and_then(|(_, s)| s.greenlet.clone())
-                    .map(|g| (g, conns.len()))
-            } else {
-                None
-            }
-        };
-        if let Some((g, open)) = evict {
-            log::debug!("http::Server: {open} connections (the cap): closing the longest idle");
-            g.kill_nowait();
-        }
+        lock(&self.conns).insert(key, slot.clone());
         Member {
             idle: self,
             key,
             slot,
+        }
+    }
+
+    /// Closes the connection idle the longest, if any (the server is at its cap and a new
+    /// connection waits). The one chosen is claimed first, so that a connection that has
+    /// just read a request ends instead of being killed in its handler.
+    pub(super) fn evict(&self) {
+        let conns = lock(&self.conns);
+        let mut idle: Vec<(u64, &Arc<Slot>)> = conns
+            .values()
+            .map(|s| (s.since.load(Ordering::SeqCst), s))
+            .filter(|(since, _)| *since != 0 && *since != CLAIMED)
+            .collect();
+        idle.sort_unstable_by_key(|(since, _)| *since);
+        for (since, slot) in idle {
+            let claimed = slot
+                .since
+                .compare_exchange(since, CLAIMED, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+            if claimed {
+                log::debug!(
+                    "http::Server: {} connections (the cap): closing the longest idle",
+                    conns.len()
+                );
+                if let Some(g) = &slot.greenlet {
+                    g.kill_nowait();
+                }
+                return;
+            }
         }
     }
 
@@ -107,7 +118,7 @@ impl Member<'_> {
         self.slot.since.store(since, Ordering::SeqCst);
         // After the store: either `stop` sees this connection idle, or it sees `stopping`.
         if self.idle.stopping.load(Ordering::SeqCst) {
-            self.busy();
+            self.slot.since.store(0, Ordering::SeqCst);
             return false;
         }
         true
@@ -118,9 +129,10 @@ impl Member<'_> {
         self.idle.stopping.load(Ordering::SeqCst)
     }
 
-    /// The connection has a request to read.
-    pub(super) fn busy(&self) {
-        self.slot.since.store(0, Ordering::SeqCst);
+    /// The connection has a request to read; `false` if it was chosen to be closed (it is
+    /// being killed: it must end without serving anything).
+    pub(super) fn busy(&self) -> bool {
+        self.slot.since.swap(0, Ordering::SeqCst) != CLAIMED
     }
 }
 

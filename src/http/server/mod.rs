@@ -53,6 +53,25 @@ pub struct ConnInfo {
     pub local: SocketAddr,
 }
 
+impl ConnInfo {
+    /// Connection facts, e.g. to call a handler directly in a unit test.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use greenlet::http::{Body, ConnInfo, Request};
+    ///
+    /// let mut req = Request::new(Body::empty());
+    /// let info = ConnInfo::new("127.0.0.1:5000".parse()?, "127.0.0.1:80".parse()?);
+    /// req.extensions_mut().insert(info);
+    /// assert_eq!(req.extensions().get::<ConnInfo>().unwrap().peer.port(), 5000);
+    /// # Ok::<(), std::net::AddrParseError>(())
+    /// ```
+    pub fn new(peer: SocketAddr, local: SocketAddr) -> ConnInfo {
+        ConnInfo { peer, local }
+    }
+}
+
 type Handler = dyn Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static;
 
 /// Limits and time-outs of a [`Server`].
@@ -182,7 +201,7 @@ impl Server {
         let cap = default_cap();
         idle.cap.store(cap, Ordering::Relaxed);
         let handler: Arc<Handler> = Arc::new(move |req| handler(req).map(Into::into));
-        let (l, i) = (limits.clone(), idle.clone());
+        let (l, i, full) = (limits.clone(), idle.clone(), idle.clone());
         let stream = StreamServer::bind(addr, move |conn, peer| {
             let limits = *lock(&l);
             let member = i.join();
@@ -190,7 +209,8 @@ impl Server {
             let info = ConnInfo { peer, local };
             conn::Connection::new(conn, info, limits, &*handler, &member).serve();
         })?
-        .max_connections(cap);
+        .max_connections(cap)
+        .on_full(Arc::new(move || full.evict()));
         Ok(Server {
             stream,
             limits,
@@ -267,7 +287,7 @@ impl Server {
     /// (`RLIMIT_NOFILE` when the server is bound) less a quarter (at least 64) kept in
     /// reserve. When the cap is reached, the connection idle the longest (waiting for its
     /// next request, or for its first) is closed to make room: a flood of idle connections
-    /// cannot lock other clients out.
+    /// cannot lock other clients out. Set it before [`start`](Self::start).
     pub fn max_connections(self, n: usize) -> Server {
         self.idle.cap.store(n, Ordering::Relaxed);
         Server {

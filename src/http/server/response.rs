@@ -2,7 +2,8 @@
 //! server chooses) and its body (in one piece, by length, `chunked`, or until close).
 
 use std::cell::Cell;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, Method, Response, StatusCode, Version, header};
@@ -81,8 +82,8 @@ fn number(out: &mut Vec<u8>, mut n: u64, radix: u64) {
 }
 
 /// Appends the head: status line, the handler's headers (less those the server sets),
-/// `date`, and the framing headers.
-fn head(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap, frame: Frame, close: bool) {
+/// `date`, and the framing and connection headers.
+fn head(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap, frame: Frame, how: Keep) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
@@ -91,7 +92,7 @@ fn head(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap, frame: Frame
     for (name, value) in headers {
         if name == header::CONTENT_LENGTH
             || name == header::TRANSFER_ENCODING
-            || (name == header::CONNECTION && close)
+            || (name == header::CONNECTION && how != Keep::AsIs)
         {
             continue;
         }
@@ -112,10 +113,22 @@ fn head(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap, frame: Frame
         Frame::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         Frame::None | Frame::Close => {}
     }
-    if close {
-        out.extend_from_slice(b"connection: close\r\n");
+    match how {
+        Keep::Close => out.extend_from_slice(b"connection: close\r\n"),
+        Keep::Alive10 => out.extend_from_slice(b"connection: keep-alive\r\n"),
+        Keep::AsIs => {}
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The `connection` header the server writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// The handler's, if any (an HTTP/1.1 connection that stays open; an upgrade).
+    AsIs,
+    Close,
+    /// An HTTP/1.0 connection that stays open says so.
+    Alive10,
 }
 
 /// Whether the handler asked for the connection to end.
@@ -138,24 +151,46 @@ fn declared(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// Locks the connection, unless someone else holds it.
+fn lock(wire: &Mutex<Wire>) -> io::Result<MutexGuard<'_, Wire>> {
+    match wire.try_lock() {
+        Ok(w) => Ok(w),
+        Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+        Err(TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            "the connection is in use by another greenlet",
+        )),
+    }
+}
+
+/// Whether `body` is the body of the request being answered on `wire`.
+pub(super) fn is_own(body: &Body, shared: &Mutex<Wire>, wire: &Wire) -> bool {
+    body.as_incoming().is_some_and(|i| {
+        std::ptr::eq(&*i.wire, shared) && i.seq == wire.body.seq && wire.conn.is_some()
+    })
+}
+
 /// Writes a response; `Ok(true)` if the connection must end after it (asked for, or the
-/// body was delimited by the close, or cut short).
+/// body was delimited by the close, or cut short). A body that streams from a reader is
+/// read without the connection locked, so that it may wrap the request's own body.
 pub(super) fn write(
-    wire: &mut Wire,
+    shared: &Mutex<Wire>,
     response: Response<Body>,
     answer: &Answer,
 ) -> io::Result<bool> {
     let (parts, mut body) = response.into_parts();
     let status = parts.status;
-    let own = body
-        .as_incoming()
-        .is_some_and(|i| i.seq == wire.body.seq && wire.conn.is_some());
+    let mut wire = lock(shared)?;
+    let own = is_own(&body, shared, &wire);
     let len = if own {
         match wire.body.decoder {
             Decoder::Length(n) => Some(n),
             Decoder::Done => Some(0),
             Decoder::Chunked(_) => None,
         }
+    } else if answer.head_only && body.is_empty() {
+        // A HEAD handler may declare the length a GET would have.
+        declared(&parts.headers).or(Some(0))
     } else {
         body.len()
     }
@@ -173,92 +208,150 @@ pub(super) fn write(
         Frame::Close
     };
     let close = answer.close || asks_close(&parts.headers) || frame == Frame::Close;
+    let how = match (close, answer.version) {
+        (true, _) => Keep::Close,
+        (false, Version::HTTP_10) => Keep::Alive10,
+        (false, _) => Keep::AsIs,
+    };
     if own && !answer.head_only && frame != Frame::None {
         // An echo: the client waits for this before it sends the body.
         wire.send_continue()?;
     }
     let (start, flushes) = (wire.out.len(), wire.flushes);
-    head(&mut wire.out, status, &parts.headers, frame, close);
+    head(&mut wire.out, status, &parts.headers, frame, how);
     if answer.head_only || frame == Frame::None {
         return Ok(close);
     }
     if let Some(bytes) = body.as_bytes() {
-        // In memory: its length is the frame's (`Body::len`), written with the head.
-        wire.out.extend_from_slice(bytes);
-        if wire.out.len() >= FLUSH_AT {
-            wire.flush()?;
+        // In memory: its length is the frame's (`Body::len`).
+        if bytes.len() >= FLUSH_AT {
+            // Written from where it is, after the head: not copied.
+            wire.flush_with(bytes)?;
+        } else {
+            wire.out.extend_from_slice(bytes);
         }
         return Ok(close);
     }
     let whole = if own {
-        stream(wire, &mut None, frame)?
+        stream_own(&mut wire, frame)?
     } else {
-        stream(wire, &mut Some(&mut body), frame)?
+        drop(wire);
+        let whole = stream_unlocked(shared, &mut body, frame)?;
+        wire = lock(shared)?;
+        whole
     };
-    if !whole && wire.flushes == flushes {
-        // Nothing of this response went out yet: answer with the error instead of a
-        // truncated success (the request body's own status, else 500).
-        wire.out.truncate(start);
-        let status = match wire.body.failure {
-            Some(Failure::Reject(s)) => s,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        head(
-            &mut wire.out,
-            status,
-            &HeaderMap::new(),
-            Frame::Length(0),
-            true,
-        );
+    if !whole {
+        if wire.flushes == flushes {
+            // Nothing of this response went out yet: answer with the error instead of a
+            // truncated success (the request body's own status, else 500).
+            wire.out.truncate(start);
+            let status = match wire.body.failure {
+                Some(Failure::Reject(s)) => s,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            head(
+                &mut wire.out,
+                status,
+                &HeaderMap::new(),
+                Frame::Length(0),
+                Keep::Close,
+            );
+        } else {
+            // Part of it went out: the client must see an error, not an end.
+            wire.flush()?;
+            wire.reset();
+        }
     }
     Ok(close || !whole)
 }
 
-/// Copies a streamed body (`body`, or the request's own when `None`) under `frame`;
-/// `Ok(false)` if it ended early or failed (the response is left incomplete on purpose).
-fn stream(wire: &mut Wire, body: &mut Option<&mut Body>, frame: Frame) -> io::Result<bool> {
-    let mut left = match frame {
+/// Frames `data` onto `out` as `frame` says.
+fn frame_onto(out: &mut Vec<u8>, frame: Frame, data: &[u8]) {
+    if frame == Frame::Chunked {
+        number(out, data.len() as u64, 16);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+/// How much of a body is left to send under `frame`.
+fn budget(frame: Frame) -> u64 {
+    match frame {
         Frame::Length(n) => n,
         _ => u64::MAX,
-    };
+    }
+}
+
+/// One read of a streamed body (again if interrupted); `None` if it failed.
+fn pull(mut read: impl FnMut() -> io::Result<usize>) -> Option<usize> {
+    loop {
+        match read() {
+            Ok(n) => return Some(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                log::debug!("response body failed: {e}");
+                return None;
+            }
+        }
+    }
+}
+
+/// Ends a streamed body: the last chunk, or `false` if it came up short of its length.
+fn finish(out: &mut Vec<u8>, frame: Frame, left: u64) -> bool {
+    match frame {
+        Frame::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
+        Frame::Length(_) if left > 0 => {
+            log::debug!("response body ended {left} bytes short of its length");
+            return false;
+        }
+        _ => {}
+    }
+    true
+}
+
+/// Copies the request's own body back (an echo) under `frame`, the connection locked;
+/// `Ok(false)` if it ended early or failed (the response is left incomplete on purpose).
+fn stream_own(wire: &mut Wire, frame: Frame) -> io::Result<bool> {
+    let mut left = budget(frame);
     let mut chunk = vec![0; CHUNK];
     while left > 0 {
         let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let r = match body {
-            Some(b) => b.read(&mut chunk[..want]),
-            None => wire.read_body(&mut chunk[..want]),
+        let n = match pull(|| wire.read_body(&mut chunk[..want])) {
+            Some(0) => break,
+            Some(n) => n,
+            None => return Ok(false),
         };
-        let n = match r {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                log::debug!("response body failed: {e}");
-                return Ok(false);
-            }
-        };
-        if frame == Frame::Chunked {
-            number(&mut wire.out, n as u64, 16);
-            wire.out.extend_from_slice(b"\r\n");
-            wire.out.extend_from_slice(&chunk[..n]);
-            wire.out.extend_from_slice(b"\r\n");
-        } else {
-            wire.out.extend_from_slice(&chunk[..n]);
-            left -= n as u64;
-        }
+        frame_onto(&mut wire.out, frame, &chunk[..n]);
+        left = left.saturating_sub(n as u64);
         if wire.out.len() >= FLUSH_AT {
             wire.flush()?;
         }
     }
-    match frame {
-        Frame::Chunked => wire.out.extend_from_slice(b"0\r\n\r\n"),
-        Frame::Length(_) if left > 0 => {
-            log::debug!("response body ended {left} bytes short of its length");
-            return Ok(false);
+    Ok(finish(&mut wire.out, frame, left))
+}
+
+/// Copies a body from its reader under `frame`, locking the connection only to write.
+fn stream_unlocked(shared: &Mutex<Wire>, body: &mut Body, frame: Frame) -> io::Result<bool> {
+    let mut left = budget(frame);
+    let mut chunk = vec![0; CHUNK];
+    while left > 0 {
+        let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match pull(|| body.read(&mut chunk[..want])) {
+            Some(0) => break,
+            Some(n) => n,
+            None => return Ok(false),
+        };
+        let mut wire = lock(shared)?;
+        frame_onto(&mut wire.out, frame, &chunk[..n]);
+        left = left.saturating_sub(n as u64);
+        if wire.out.len() >= FLUSH_AT {
+            wire.flush()?;
         }
-        _ => {}
     }
-    Ok(true)
+    Ok(finish(&mut lock(shared)?.out, frame, left))
 }
 
 /// Writes a response head right away (an upgrade's 101), after what was pending.
@@ -267,7 +360,6 @@ pub(super) fn write_head_now(
     status: StatusCode,
     headers: &HeaderMap,
 ) -> io::Result<()> {
-    head(&mut wire.out, status, headers, Frame::None, false);
-    wire.flush()?;
-    wire.conn.as_mut().map_or(Ok(()), |c| c.flush())
+    head(&mut wire.out, status, headers, Frame::None, Keep::AsIs);
+    wire.flush()
 }

@@ -82,7 +82,7 @@ fn invalid(msg: &str) -> io::Error {
 /// # Errors
 ///
 /// `InvalidInput` if the request did not ask for this (or is not one the server received),
-/// or the status does not fit it; the request is then answered as usual with what the
+/// its body has not been read to its end, or the status does not fit it; the request is then answered as usual with what the
 /// handler returns. An I/O error if the response could not be written.
 ///
 /// # Examples
@@ -137,6 +137,11 @@ pub fn upgrade(req: &mut Request<Body>, response: Response<()>) -> io::Result<Up
     };
     if wire.body.seq != incoming.seq || wire.conn.is_none() {
         return Err(invalid("upgrade: the request was already answered"));
+    }
+    if wire.body.decoder != super::wire::Decoder::Done {
+        return Err(invalid(
+            "upgrade: read the request body to its end first (its bytes are not the new protocol's)",
+        ));
     }
     let status = response.status();
     let fits = if wire.body.connect {

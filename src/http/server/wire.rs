@@ -52,6 +52,8 @@ pub(super) struct BodyState {
     pub decoder: Decoder,
     /// Decoded bytes so far.
     pub received: u64,
+    /// Chunk-extension bytes so far (bounded: they are not data, but they are read).
+    pub extensions: u64,
     /// When the whole body must have arrived.
     pub deadline: Option<Instant>,
     /// A `100 Continue` is owed before the first read.
@@ -83,6 +85,9 @@ pub(super) struct Wire {
     pub body: BodyState,
 }
 
+/// The most chunk-extension bytes read for one body (hyper's bound).
+const MAX_EXTENSIONS: u64 = 16 * 1024;
+
 fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "the connection was taken over")
 }
@@ -101,6 +106,7 @@ impl Wire {
                 seq: 0,
                 decoder: Decoder::Done,
                 received: 0,
+                extensions: 0,
                 deadline: None,
                 owe_continue: false,
                 failure: None,
@@ -113,14 +119,49 @@ impl Wire {
 
     /// Writes out what `out` holds.
     pub(super) fn flush(&mut self) -> io::Result<()> {
-        if self.out.is_empty() {
+        self.flush_with(&[])
+    }
+
+    /// Writes out what `out` holds, then `more` from where it is (a large body is not
+    /// copied into `out`).
+    pub(super) fn flush_with(&mut self, more: &[u8]) -> io::Result<()> {
+        if self.out.is_empty() && more.is_empty() {
             return Ok(());
         }
         let conn = self.conn.as_mut().ok_or_else(closed)?;
         self.flushes += 1;
-        let r = conn.write_all(&self.out);
+        let mut bufs = [io::IoSlice::new(&self.out), io::IoSlice::new(more)];
+        let mut bufs = &mut bufs[..];
+        io::IoSlice::advance_slices(&mut bufs, 0);
+        let mut r = Ok(());
+        while !bufs.is_empty() {
+            match conn.write_vectored(bufs) {
+                Ok(0) => {
+                    r = Err(io::ErrorKind::WriteZero.into());
+                    break;
+                }
+                Ok(n) => io::IoSlice::advance_slices(&mut bufs, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    r = Err(e);
+                    break;
+                }
+            }
+        }
         self.out.clear();
+        // A large response leaves no large buffer behind on an idle connection.
+        if self.out.capacity() > 64 * 1024 {
+            self.out = Vec::with_capacity(4096);
+        }
         r
+    }
+
+    /// Makes the connection's close a reset, so that the client sees a response cut short
+    /// as an error even where nothing else delimits it (a close-delimited body).
+    pub(super) fn reset(&self) {
+        if let Some(conn) = &self.conn {
+            let _ = socket2::SockRef::from(conn).set_linger(Some(Duration::ZERO));
+        }
     }
 
     /// Sets the socket's read time-out to the idle time-out, or less to end at `deadline`;
@@ -279,6 +320,15 @@ impl Wire {
                     SizeLine::Partial => self.fill_body()?,
                     SizeLine::Invalid => return Err(self.malformed("a bad chunk-size line")),
                     SizeLine::Size(n, used) => {
+                        let digits = self
+                            .buf
+                            .iter()
+                            .take_while(|b| b.is_ascii_hexdigit())
+                            .count();
+                        self.body.extensions += (used - digits - 2) as u64;
+                        if self.body.extensions > MAX_EXTENSIONS {
+                            return Err(self.malformed("over 16 KiB of chunk extensions"));
+                        }
                         self.buf.advance(used);
                         let max = self.limits.max_body as u64;
                         if self.body.received.saturating_add(n) > max {
@@ -321,6 +371,20 @@ impl Wire {
         if self.buf.starts_with(b"\r\n") {
             self.buf.advance(2);
             return Ok(true);
+        }
+        // Lines end with CRLF only: a front end that reads a bare LF otherwise would see a
+        // different end of the body (and a smuggled request after it).
+        let end = self
+            .buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(self.buf.len(), |p| p + 4);
+        let bare = self.buf[..end]
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| b == b'\n' && (i == 0 || self.buf[i - 1] != b'\r'));
+        if bare {
+            return Err(self.malformed("a bare LF in the trailer section"));
         }
         let mut headers = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
         match httparse::parse_headers(&self.buf, &mut headers) {

@@ -117,7 +117,8 @@ fn names_resolve_without_blocking_and_failures_are_clear() {
     let (addrs, err) = g.get().unwrap().unwrap();
     assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()));
     assert!(err.contains("no-such-host.invalid"), "{err}");
-    assert!(greenlet::net::resolve("no-such-host.invalid", 80).is_err());
+    let unknown = greenlet::net::resolve("no-such-host.invalid", 80).unwrap_err();
+    assert_eq!(unknown.kind(), ErrorKind::NotFound, "{unknown}");
 }
 
 #[test]

@@ -13,15 +13,18 @@ use crate::threadpool;
 ///
 /// # Errors
 ///
-/// An `io::Error` naming the host when it does not resolve (the resolver's own error kind),
-/// or of kind [`io::ErrorKind::NotFound`] when it resolves to no address.
+/// An `io::Error` naming the host, of kind [`io::ErrorKind::NotFound`] when the name does not
+/// resolve (the resolver's answer: unknown name, no address, no reachable name server), or of
+/// the operating system's kind when the lookup itself failed (`EAI_SYSTEM`, e.g. out of file
+/// descriptors).
 ///
 /// # Examples
 ///
 /// ```
 /// let addrs = greenlet::net::resolve("localhost", 8080)?;
 /// assert!(addrs.iter().all(|a| a.port() == 8080 && a.ip().is_loopback()));
-/// assert!(greenlet::net::resolve("no-such-host.invalid", 80).is_err());
+/// let unknown = greenlet::net::resolve("no-such-host.invalid", 80).unwrap_err();
+/// assert_eq!(unknown.kind(), std::io::ErrorKind::NotFound);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
@@ -49,10 +52,18 @@ pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
             io::ErrorKind::NotFound,
             format!("host {host:?} resolved to no addresses"),
         )),
-        Err(e) => Err(io::Error::new(
-            e.kind(),
-            format!("cannot resolve host {host:?}: {e}"),
-        )),
+        Err(e) => {
+            // getaddrinfo's own failures carry no OS error (std gives them a kind that cannot be
+            // matched on stable); `EAI_SYSTEM` carries errno, whose kind is kept.
+            let kind = match e.raw_os_error() {
+                Some(_) => e.kind(),
+                None => io::ErrorKind::NotFound,
+            };
+            Err(io::Error::new(
+                kind,
+                format!("cannot resolve host {host:?}: {e}"),
+            ))
+        }
     }
 }
 

@@ -169,6 +169,109 @@ fn refused_unknown_and_malformed() {
         other => panic!("expected a refused connection, got {other:?}"),
     }
     let e = http::get("http://no-such-host.invalid/").unwrap_err();
-    assert!(matches!(e, Error::HostNotFound | Error::Io(_)), "{e:?}");
-    assert!(http::get("not a url").is_err());
+    assert!(matches!(e, Error::HostNotFound(_)), "{e:?}");
+    assert!(matches!(http::get("not a url"), Err(Error::BadUrl { .. })));
+}
+
+#[test]
+fn an_unknown_host_is_host_not_found_naming_it() {
+    for e in [
+        http::get("http://no-such-host.invalid/").unwrap_err(),
+        Client::new()
+            .post("http://no-such-host.invalid:8080/x", b"body")
+            .unwrap_err(),
+    ] {
+        match &e {
+            Error::HostNotFound(host) => assert_eq!(host, "no-such-host.invalid"),
+            other => panic!("expected HostNotFound, got {other:?}"),
+        }
+        assert_eq!(e.to_string(), "host not found: no-such-host.invalid");
+        assert_eq!(e.into_io().kind(), ErrorKind::NotFound);
+    }
+}
+
+#[test]
+fn malformed_urls_are_bad_url_naming_the_url_and_the_reason() {
+    let mut cases = vec![
+        ("http://exa mple.com/", "invalid uri character"),
+        ("not a url", "invalid uri character"),
+        ("", "empty string"),
+        ("/relative", "no scheme (expected http:// or https://)"),
+        ("ftp://x/", "unsupported scheme `ftp` (only http and https)"),
+        ("socks5://127.0.0.1:1/", "unsupported scheme `socks5`"),
+        ("http://", "empty string"),
+        ("http://127.0.0.1:99999/", "port 99999 out of range"),
+        ("http://user:pw@[::1]:70000/", "port 70000 out of range"),
+    ];
+    if !cfg!(feature = "tls") {
+        cases.push((
+            "https://127.0.0.1:1/",
+            "https needs greenlet's `tls` feature",
+        ));
+    }
+    for (url, why) in cases {
+        for e in [
+            http::get(url).unwrap_err(),
+            http::post(url, b"x").unwrap_err(),
+        ] {
+            match &e {
+                Error::BadUrl { url: u, reason } => {
+                    assert_eq!(u, url);
+                    assert!(reason.starts_with(why), "{url:?}: {reason}");
+                }
+                other => panic!("{url:?}: expected BadUrl, got {other:?}"),
+            }
+            let shown = match url {
+                "" => format!("bad url: {why}"),
+                _ => format!("bad url {url:?}: {why}"),
+            };
+            assert!(e.to_string().starts_with(&shown), "{e}");
+            assert_eq!(e.into_io().kind(), ErrorKind::InvalidInput);
+        }
+    }
+}
+
+/// A server whose every answer is a redirect to `location`.
+fn redirecting_to(location: String) -> StreamServer {
+    let server = StreamServer::bind("127.0.0.1:0", move |mut conn: TcpStream, _| {
+        let _ = read_head(&mut conn);
+        let head =
+            format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n");
+        let _ = conn.write_all(head.as_bytes());
+    })
+    .unwrap();
+    server.start().unwrap();
+    server
+}
+
+#[test]
+fn a_redirect_to_an_unusable_url_is_bad_url() {
+    let srv = redirecting_to("http://127.0.0.1:99999/".into());
+    let e = http::get(&url(srv.local_addr(), "/")).unwrap_err();
+    match &e {
+        Error::BadUrl { url, reason } => {
+            assert_eq!(url, "http://127.0.0.1:99999/");
+            assert_eq!(reason, "port 99999 out of range");
+        }
+        other => panic!("expected BadUrl, got {other:?}"),
+    }
+    srv.stop(ms(100));
+}
+
+/// Reads a request head; returns its `Content-Length` (0 if none).
+fn read_head(conn: &mut TcpStream) -> std::io::Result<usize> {
+    let mut head = Vec::new();
+    let mut byte = [0];
+    while !head.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte)? == 0 {
+            return Err(ErrorKind::UnexpectedEof.into());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap_or(0));
+    Ok(length)
 }

@@ -5,11 +5,12 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use ureq::Agent;
+use ureq::http::Uri;
 #[cfg(feature = "tls")]
 use ureq::unversioned::transport::Connector;
 
 use super::error::Error;
-use super::transport::{GreenletConnector, GreenletResolver};
+use super::transport::{self, GreenletConnector, GreenletResolver};
 
 /// What the client returns (documented at [`ClientResponse`](super::ClientResponse)).
 pub(crate) type Response = ureq::http::Response<ureq::Body>;
@@ -173,10 +174,11 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::Status`] for a 4xx/5xx answer, [`Error::Timeout`] naming the deadline that
-    /// passed, [`Error::HostNotFound`], [`Error::BadUrl`], [`Error::Io`] (refused, reset...).
+    /// passed, [`Error::HostNotFound`] with the host, [`Error::BadUrl`] with the URL and what
+    /// is wrong with it, [`Error::Io`] (refused, reset...).
     pub fn get(&self, url: &str) -> Result<Response, Error> {
         crate::config::ensure_started();
-        Ok(self.agent.get(url).call()?)
+        Ok(self.agent.get(parse(url)?).call()?)
     }
 
     /// `POST url` with `body`.
@@ -186,7 +188,7 @@ impl Client {
     /// As [`get`](Self::get).
     pub fn post(&self, url: &str, body: impl AsRef<[u8]>) -> Result<Response, Error> {
         crate::config::ensure_started();
-        Ok(self.agent.post(url).send(body.as_ref())?)
+        Ok(self.agent.post(parse(url)?).send(body.as_ref())?)
     }
 
     /// The underlying ureq agent, for the rest of ureq's API (headers, methods, streaming).
@@ -204,6 +206,17 @@ impl Default for Client {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+/// `url` as a `Uri` this client can fetch, or [`Error::BadUrl`] naming it.
+fn parse(url: &str) -> Result<Uri, Error> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| Error::bad_url(url, format!("{e}")))?;
+    match transport::unusable(&uri) {
+        Some(reason) => Err(Error::bad_url(url, reason)),
+        None => Ok(uri),
     }
 }
 

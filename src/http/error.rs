@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io;
 
+use ureq::http::uri::{InvalidUri, InvalidUriParts};
+
 /// Which time-out of a request fired (see [`ClientBuilder`](super::ClientBuilder)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -35,7 +37,25 @@ impl fmt::Display for Deadline {
 /// An HTTP request failed.
 ///
 /// One `#[non_exhaustive]` enum, as ureq's, with a `source` (which ureq's lacks) and
-/// [`into_io`](Self::into_io) for functions that return `io::Result`.
+/// [`into_io`](Self::into_io) for functions that return `io::Result`. Its `Display` names the
+/// host or URL at fault.
+///
+/// # Examples
+///
+/// ```
+/// use greenlet::http::{self, Error};
+///
+/// match http::get("http://no-such-host.invalid/") {
+///     Err(Error::HostNotFound(host)) => assert_eq!(host, "no-such-host.invalid"),
+///     other => panic!("{other:?}"),
+/// }
+/// let e = http::get("ftp://example.com/").unwrap_err();
+/// assert!(matches!(e, Error::BadUrl { .. }), "{e:?}");
+/// assert_eq!(
+///     e.to_string(),
+///     "bad url \"ftp://example.com/\": unsupported scheme `ftp` (only http and https)"
+/// );
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -43,10 +63,18 @@ pub enum Error {
     Status(u16),
     /// A deadline passed.
     Timeout(Deadline),
-    /// The host name did not resolve.
-    HostNotFound,
-    /// The URL is malformed or not `http`/`https` (or `https` without the `tls` feature).
-    BadUrl(String),
+    /// The host did not resolve, or resolved to no address. Carries the host name (empty when
+    /// ureq reported it without one); the resolver's own reason is logged at debug level.
+    HostNotFound(String),
+    /// The URL cannot be fetched: malformed, a scheme other than `http` and `https` (or
+    /// `https` without the `tls` feature), no host, or a port out of range.
+    BadUrl {
+        /// The URL as given; empty when ureq reported the problem without it (a redirect's
+        /// `Location`, or a call through [`Client::agent`](super::Client::agent)).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A socket error: refused, reset, closed early, ...
     Io(io::Error),
     /// Any other failure reported by ureq (protocol violation, TLS, redirects, ...).
@@ -54,14 +82,44 @@ pub enum Error {
 }
 
 impl Error {
-    /// Converts into an `io::Error` with a fitting kind (`TimedOut`, `NotFound`, ...).
+    /// Converts into an `io::Error` with a fitting kind (`TimedOut`, `NotFound`,
+    /// `InvalidInput`, ...).
     pub fn into_io(self) -> io::Error {
-        match self {
-            Error::Io(e) => e,
-            Error::Timeout(_) => io::Error::new(io::ErrorKind::TimedOut, self),
-            Error::HostNotFound => io::Error::new(io::ErrorKind::NotFound, self),
-            Error::BadUrl(_) => io::Error::new(io::ErrorKind::InvalidInput, self),
-            other => io::Error::other(other),
+        let kind = match self {
+            Error::Io(e) => return e,
+            Error::Timeout(_) => io::ErrorKind::TimedOut,
+            Error::HostNotFound(_) => io::ErrorKind::NotFound,
+            Error::BadUrl { .. } => io::ErrorKind::InvalidInput,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, self)
+    }
+
+    /// A [`BadUrl`](Self::BadUrl) for `url`.
+    pub(crate) fn bad_url(url: &str, reason: impl Into<String>) -> Error {
+        Error::BadUrl {
+            url: url.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Wraps `self` for a trip through ureq, which reports our resolver's and connector's
+    /// failures as `ureq::Error::Io`; `From<ureq::Error>` takes it out again.
+    pub(crate) fn through_ureq(self) -> ureq::Error {
+        ureq::Error::Io(self.into_io())
+    }
+
+    /// An I/O error from ureq, or one of ours that [`through_ureq`](Self::through_ureq) wrapped.
+    fn from_io(e: io::Error) -> Error {
+        if !e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return Error::Io(e);
+        }
+        let kind = e.kind();
+        match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+            Some(Ok(ours)) => *ours,
+            // Not reached: the check above found an `Error` inside.
+            Some(Err(inner)) => Error::Io(io::Error::new(kind, inner)),
+            None => Error::Io(kind.into()),
         }
     }
 }
@@ -78,9 +136,12 @@ impl From<ureq::Error> for Error {
                 T::SendRequest | T::SendBody | T::PerWrite | T::Await100 => Deadline::Write,
                 _ => Deadline::Read,
             }),
-            ureq::Error::HostNotFound => Error::HostNotFound,
-            ureq::Error::BadUri(s) => Error::BadUrl(s),
-            ureq::Error::Io(e) => Error::Io(e),
+            ureq::Error::HostNotFound => Error::HostNotFound(String::new()),
+            ureq::Error::BadUri(reason) => Error::bad_url("", reason),
+            ureq::Error::Http(e) if e.is::<InvalidUri>() || e.is::<InvalidUriParts>() => {
+                Error::bad_url("", e.to_string())
+            }
+            ureq::Error::Io(e) => Error::from_io(e),
             other => Error::Other(other),
         }
     }
@@ -97,8 +158,10 @@ impl fmt::Display for Error {
         match self {
             Error::Status(code) => write!(f, "http status {code}"),
             Error::Timeout(d) => write!(f, "{d} deadline passed"),
-            Error::HostNotFound => f.write_str("host not found"),
-            Error::BadUrl(s) => write!(f, "bad url: {s}"),
+            Error::HostNotFound(host) if host.is_empty() => f.write_str("host not found"),
+            Error::HostNotFound(host) => write!(f, "host not found: {host}"),
+            Error::BadUrl { url, reason } if url.is_empty() => write!(f, "bad url: {reason}"),
+            Error::BadUrl { url, reason } => write!(f, "bad url {url:?}: {reason}"),
             Error::Io(e) => write!(f, "i/o error: {e}"),
             Error::Other(e) => write!(f, "{e}"),
         }

@@ -10,7 +10,7 @@
 //! [`net::TcpStream`](crate::net::TcpStream)s, host names resolve on the thread pool, idle
 //! connections are reused (keep-alive), and `https` works with the `tls` feature (rustls).
 //! Called from a plain thread, they block that thread. Failures are one [`Error`] enum that
-//! names the deadline that passed ([`Deadline`]).
+//! names the deadline that passed ([`Deadline`]), or the host or URL at fault.
 //!
 //! # Examples
 //!

@@ -64,9 +64,10 @@ impl<In: Transport> Connector<In> for GreenletConnector {
         if chained.is_some() {
             return Ok(chained.map(Either::A));
         }
+        let host = details.uri.host().unwrap_or_default();
         let mut last = None;
-        for addr in details.addrs.iter() {
-            match connect_one(*addr, details) {
+        for &addr in details.addrs.iter() {
+            match connect_one(addr, details) {
                 Ok(stream) => {
                     let config = details.config;
                     let buffers =
@@ -77,7 +78,7 @@ impl<In: Transport> Connector<In> for GreenletConnector {
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or(Error::HostNotFound))
+        Err(last.unwrap_or_else(|| super::Error::HostNotFound(host.to_owned()).through_ureq()))
     }
 }
 
@@ -120,6 +121,35 @@ impl Transport for GreenletTransport {
 #[derive(Debug, Default)]
 pub(crate) struct GreenletResolver;
 
+/// Why this client cannot fetch `uri`, if it cannot: a scheme other than `http` and
+/// `https` (or `https` without the `tls` feature), no host, or a port out of range.
+pub(crate) fn unusable(uri: &Uri) -> Option<String> {
+    match uri.scheme_str() {
+        None => return Some("no scheme (expected http:// or https://)".into()),
+        Some("http") => {}
+        Some("https") if cfg!(feature = "tls") => {}
+        Some("https") => return Some("https needs greenlet's `tls` feature".into()),
+        Some(other) => {
+            return Some(format!(
+                "unsupported scheme `{other}` (only http and https)"
+            ));
+        }
+    }
+    let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
+        return Some("no host".into());
+    };
+    // `Uri` accepts any digits as a port, and then `port_u16` is `None`, as for no port.
+    let text = authority.as_str();
+    let host_port = text.rsplit_once('@').map_or(text, |(_, h)| h);
+    let after_host = &host_port[host_port.rfind(']').map_or(0, |i| i + 1)..];
+    match after_host.rsplit_once(':') {
+        Some((_, port)) if !port.is_empty() && port.parse::<u16>().is_err() => {
+            Some(format!("port {port} out of range"))
+        }
+        _ => None,
+    }
+}
+
 impl Resolver for GreenletResolver {
     fn resolve(
         &self,
@@ -127,19 +157,31 @@ impl Resolver for GreenletResolver {
         _config: &Config,
         _timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, Error> {
-        let host = uri.host().ok_or(Error::HostNotFound)?;
+        // ureq checks the URL only loosely (it accepts socks schemes, https without TLS and
+        // ports over 65535): check again, for redirects and calls through `Client::agent`.
+        if let Some(reason) = unusable(uri) {
+            return Err(super::Error::bad_url(&uri.to_string(), reason).through_ureq());
+        }
+        let host = uri.host().unwrap_or_default();
         let port = match (uri.port_u16(), uri.scheme_str()) {
             (Some(p), _) => p,
             (None, Some("https")) => 443,
             (None, _) => 80,
         };
+        let not_found = || super::Error::HostNotFound(host.to_owned()).through_ureq();
         let addrs = crate::net::resolve(host, port).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::HostNotFound,
+            io::ErrorKind::NotFound => {
+                log::debug!("http: {e}");
+                not_found()
+            }
             _ => Error::Io(e),
         })?;
         let mut resolved = self.empty();
         for addr in addrs.into_iter().take(16) {
             resolved.push(addr);
+        }
+        if resolved.is_empty() {
+            return Err(not_found());
         }
         Ok(resolved)
     }

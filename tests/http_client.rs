@@ -275,3 +275,27 @@ fn read_head(conn: &mut TcpStream) -> std::io::Result<usize> {
         .map_or(0, |v| v.trim().parse().unwrap_or(0));
     Ok(length)
 }
+
+#[test]
+fn environment_proxies_are_not_used() {
+    const CASE: &str = "GREENLET_HTTP_CLIENT_PROXY_CASE";
+    if std::env::var_os(CASE).is_none() {
+        // The proxy variables are read when a client is built: set them in a child process.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "environment_proxies_are_not_used", "--nocapture"])
+            .env(CASE, "1")
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("ALL_PROXY", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed:\n{report}");
+        assert!(report.contains("1 passed"), "{report}");
+        return;
+    }
+    let (srv, _) = server();
+    let mut r = http::get(&url(srv.local_addr(), "/")).unwrap();
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "hello");
+    srv.stop(ms(100));
+}

@@ -19,9 +19,10 @@ pub(crate) type Response = ureq::http::Response<ureq::Body>;
 ///
 /// It keeps idle connections for reuse (keep-alive), resolves names on the thread pool, and
 /// speaks `https` with the `tls` feature. Cheap to clone; share one per configuration. A
-/// response with a 4xx or 5xx status is an [`Error::Status`]. For headers, other methods and
-/// streaming bodies, use ureq's full API through [`agent`](Self::agent) and convert its errors
-/// with `http::Error::from`.
+/// response with a 4xx or 5xx status is an [`Error::Status`]. Connections go straight to
+/// the host: proxies named in the environment (`HTTP_PROXY`, `ALL_PROXY`, ...) are not used.
+/// For headers, other methods and streaming bodies, use ureq's full API through
+/// [`agent`](Self::agent) and convert its errors with `http::Error::from`.
 ///
 /// # Examples
 ///
@@ -124,6 +125,9 @@ impl ClientBuilder {
     /// Builds the client.
     pub fn build(self) -> Client {
         let mut config = Agent::config_builder()
+            // The connector goes straight to the host: it speaks no proxy protocol (an
+            // environment proxy made every request fail).
+            .proxy(None)
             .timeout_global(self.total)
             .timeout_connect(self.connect)
             .timeout_per_read(self.read);

@@ -276,6 +276,90 @@ fn read_head(conn: &mut TcpStream) -> std::io::Result<usize> {
     Ok(length)
 }
 
+/// Bodies up to this size are read and answered `200 ok`; larger ones are not read.
+const LIMIT: usize = 1024;
+/// Well over what the socket buffers of both ends hold, so that writing it fails once the
+/// server has closed.
+const HUGE: usize = 16 << 20;
+
+/// A keep-alive server that, for a body over [`LIMIT`], writes `early` at once (say, a 413)
+/// and closes without reading the body, as `http::Server` does. Counts connections.
+fn limited(early: &'static [u8]) -> (StreamServer, Arc<AtomicUsize>) {
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counted = conns.clone();
+    let server = StreamServer::bind("127.0.0.1:0", move |mut conn: TcpStream, _| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        while let Ok(length) = read_head(&mut conn) {
+            if length > LIMIT {
+                let _ = conn.write_all(early);
+                return; // dropped with the body unread: the connection is reset
+            }
+            let mut body = vec![0; length];
+            let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            if conn.read_exact(&mut body).is_err() || conn.write_all(reply).is_err() {
+                return;
+            }
+        }
+    })
+    .unwrap();
+    server.start().unwrap();
+    (server, conns)
+}
+
+#[test]
+fn an_answer_before_the_body_is_sent_is_the_result() {
+    support::watchdog::bounded("early 413", Duration::from_secs(60), || {
+        let early: [&'static [u8]; 2] = [
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large",
+            // No `Connection: close`, and a body that ends with the connection.
+            b"HTTP/1.1 413 Payload Too Large\r\n\r\ntoo large",
+        ];
+        for reply in early {
+            let (srv, conns) = limited(reply);
+            let u = url(srv.local_addr(), "/upload");
+            let huge = vec![b'x'; HUGE];
+            let e = http::post(&u, &huge).unwrap_err();
+            assert!(matches!(e, Error::Status(413)), "{e:?}");
+
+            let client = Client::builder().pass_through().build();
+            let mut r = client.post(&u, &huge).unwrap();
+            assert_eq!(r.status(), 413);
+            assert_eq!(r.body_mut().read_to_string().unwrap(), "too large");
+            // The cut-off connection is not reused.
+            let mut r = client.post(&u, b"small").unwrap();
+            assert_eq!(r.body_mut().read_to_string().unwrap(), "ok");
+            assert_eq!(conns.load(Ordering::SeqCst), 3);
+            srv.stop(ms(100));
+        }
+    });
+}
+
+#[test]
+fn a_server_that_closes_without_a_whole_answer_is_an_error() {
+    support::watchdog::bounded("no answer", Duration::from_secs(60), || {
+        // With nothing received, the failed write is the error; with part of an answer, the
+        // answer is read (at once: the connection is gone) and found cut short.
+        let partial = b"HTTP/1.1 413 Payload Too Large\r\nContent-Le";
+        for (early, answer_read) in [(&b""[..], false), (&partial[..], true)] {
+            let (srv, _) = limited(early);
+            let e = http::post(&url(srv.local_addr(), "/upload"), vec![b'x'; HUGE]).unwrap_err();
+            match &e {
+                Error::Io(io) => {
+                    let kind = io.kind();
+                    assert!(
+                        matches!(kind, ErrorKind::BrokenPipe | ErrorKind::ConnectionReset),
+                        "{io:?}"
+                    );
+                    let said = io.to_string().contains("while the request was being sent");
+                    assert_eq!(said, answer_read, "{io}");
+                }
+                other => panic!("expected a reset, got {other:?}"),
+            }
+            srv.stop(ms(100));
+        }
+    });
+}
+
 #[test]
 fn environment_proxies_are_not_used() {
     const CASE: &str = "GREENLET_HTTP_CLIENT_PROXY_CASE";

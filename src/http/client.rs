@@ -19,10 +19,12 @@ pub(crate) type Response = ureq::http::Response<ureq::Body>;
 ///
 /// It keeps idle connections for reuse (keep-alive), resolves names on the thread pool, and
 /// speaks `https` with the `tls` feature. Cheap to clone; share one per configuration. A
-/// response with a 4xx or 5xx status is an [`Error::Status`]. Connections go straight to
-/// the host: proxies named in the environment (`HTTP_PROXY`, `ALL_PROXY`, ...) are not used.
-/// For headers, other methods and streaming bodies, use ureq's full API through
-/// [`agent`](Self::agent) and convert its errors with `http::Error::from`.
+/// response with a 4xx or 5xx status is an [`Error::Status`], also when the server answers
+/// before the request body is sent in full and closes the connection (a 413 to an upload
+/// over its limit), as curl reports it. Connections go straight to the host: proxies named in
+/// the environment (`HTTP_PROXY`, `ALL_PROXY`, ...) are not used. For headers, other methods
+/// and streaming bodies, use ureq's full API through [`agent`](Self::agent) and convert its
+/// errors with `http::Error::from`.
 ///
 /// # Examples
 ///
@@ -186,6 +188,9 @@ impl Client {
     }
 
     /// `POST url` with `body`.
+    ///
+    /// If the server answers before the body is sent in full and closes the connection (a 413
+    /// to a body over its limit), that answer is the result, not the failed write.
     ///
     /// # Errors
     ///

@@ -2,8 +2,10 @@
 //! [`TcpStream`], and a resolver that uses [`net::resolve`](crate::net::resolve).
 
 use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 
+use socket2::SockRef;
 use ureq::Error;
 use ureq::config::Config;
 use ureq::http::Uri;
@@ -23,6 +25,10 @@ pub(crate) struct GreenletConnector;
 pub(crate) struct GreenletTransport {
     stream: TcpStream,
     buffers: LazyBuffers,
+    /// The server closed the connection while the request was being sent, after answering
+    /// (a 413 before the whole body arrived): the rest of the request is dropped so that ureq
+    /// reads that answer, and reads never wait (see `switch_to_cut_off`).
+    cut_off: bool,
 }
 
 /// Maps an I/O error to ureq's, naming the deadline when it was a time-out.
@@ -72,7 +78,12 @@ impl<In: Transport> Connector<In> for GreenletConnector {
                     let config = details.config;
                     let buffers =
                         LazyBuffers::new(config.input_buffer_size(), config.output_buffer_size());
-                    return Ok(Some(Either::B(GreenletTransport { stream, buffers })));
+                    let transport = GreenletTransport {
+                        stream,
+                        buffers,
+                        cut_off: false,
+                    };
+                    return Ok(Some(Either::B(transport)));
                 }
                 Err(e @ Error::Timeout(_)) => return Err(e),
                 Err(e) => last = Some(e),
@@ -82,21 +93,93 @@ impl<In: Transport> Connector<In> for GreenletConnector {
     }
 }
 
+/// Whether a failed write means the server closed (reset) the connection.
+fn closed_by_server(e: &io::Error) -> bool {
+    use io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::BrokenPipe | K::ConnectionReset | K::ConnectionAborted
+    )
+}
+
+/// Whether received bytes wait in `stream`'s socket, without waiting or consuming them.
+fn input_waiting(stream: &TcpStream) -> bool {
+    let peek = SockRef::from(stream).recv_with_flags(
+        &mut [MaybeUninit::uninit()],
+        libc::MSG_PEEK | libc::MSG_DONTWAIT,
+    );
+    matches!(peek, Ok(n) if n > 0)
+}
+
+impl GreenletTransport {
+    /// Switches to cut-off mode if `e` is the server closing the connection with its answer
+    /// already received: the answer (typically 413 to a body over its limit, sent before the
+    /// body arrived) is then read as curl does, rather than reporting the failed write.
+    ///
+    /// This is sound because on Linux a write fails with `EPIPE`/`ECONNRESET` only once the
+    /// connection is reset (or shut for writing, which this transport never does): nothing
+    /// more can arrive, so what is received when the write fails is all there will be. It is read without waiting (see
+    /// [`read_cut_off`](Self::read_cut_off)); an incomplete answer fails in ureq as a
+    /// truncated one, and the connection is never reused ([`is_open`](Transport::is_open)).
+    fn switch_to_cut_off(&mut self, e: &io::Error) -> bool {
+        if closed_by_server(e) && input_waiting(&self.stream) {
+            log::debug!(
+                "http: the server closed the connection while the request was being sent \
+                 ({e}); reading its answer"
+            );
+            self.cut_off = true;
+        }
+        self.cut_off
+    }
+
+    /// A read in cut-off mode: what the socket holds, without waiting. Finding nothing (end
+    /// of file, or the reset) is an error that ureq takes as the server having closed the
+    /// connection; so is "nothing yet", which a reset connection cannot give.
+    fn read_cut_off(&mut self) -> Result<bool, Error> {
+        let input = self.buffers.input_append_buf();
+        let socket = SockRef::from(&self.stream);
+        let read = loop {
+            match (&*socket).read(&mut *input) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let amount = match read {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "the server closed the connection while the request was being sent",
+                )));
+            }
+        };
+        self.buffers.input_appended(amount);
+        Ok(true)
+    }
+}
+
 impl Transport for GreenletTransport {
     fn buffers(&mut self) -> &mut dyn Buffers {
         &mut self.buffers
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
+        if self.cut_off {
+            return Ok(()); // the server is gone; the rest of the request goes nowhere
+        }
         let timeout = timeout.for_write();
         self.stream.set_write_timeout(time_left(&timeout)?)?;
         let output = &self.buffers.output()[..amount];
-        self.stream
-            .write_all(output)
-            .map_err(|e| io_error(e, &timeout))
+        match self.stream.write_all(output) {
+            Err(e) if self.switch_to_cut_off(&e) => Ok(()),
+            other => other.map_err(|e| io_error(e, &timeout)),
+        }
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
+        if self.cut_off {
+            return self.read_cut_off();
+        }
         let timeout = timeout.for_read();
         self.stream.set_read_timeout(time_left(&timeout)?)?;
         let input = self.buffers.input_append_buf();
@@ -112,8 +195,9 @@ impl Transport for GreenletTransport {
 
     fn is_open(&mut self) -> bool {
         // A pooled connection is reusable if the server has neither closed it nor sent
-        // anything unasked (which would be out of step with the next response).
-        self.stream.probe_open()
+        // anything unasked (which would be out of step with the next response), and the
+        // request was sent in full.
+        !self.cut_off && self.stream.probe_open()
     }
 }
 

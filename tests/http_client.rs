@@ -258,6 +258,66 @@ fn a_redirect_to_an_unusable_url_is_bad_url() {
     srv.stop(ms(100));
 }
 
+#[test]
+fn a_refused_destination_is_never_contacted() {
+    let (srv, conns) = server();
+    let port = srv.local_addr().port();
+    let public_only = Client::builder()
+        .allow_destination(|a| http::is_public(a.ip()))
+        .build();
+    // Names and spellings that all reach this machine.
+    for host in ["127.0.0.1", "localhost", "2130706433", "[::ffff:127.0.0.1]"] {
+        let e = public_only
+            .get(&format!("http://{host}:{port}/"))
+            .unwrap_err();
+        match &e {
+            Error::DestinationRefused { host: h, addr } => {
+                assert_eq!(h, host);
+                assert_eq!(addr.port(), port);
+            }
+            other => panic!("{host}: expected DestinationRefused, got {other:?}"),
+        }
+        let shown = format!("not an allowed destination: {host} at ");
+        assert!(e.to_string().starts_with(&shown), "{e}");
+        assert_eq!(e.into_io().kind(), ErrorKind::PermissionDenied);
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 0, "no connection was made");
+
+    // Every check must pass; an allowed destination works as usual.
+    let this_port = Client::builder()
+        .allow_destination(|a| a.ip().is_loopback())
+        .allow_destination(move |a| a.port() == port)
+        .build();
+    let mut r = this_port.get(&url(srv.local_addr(), "/")).unwrap();
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "hello");
+    let other_port = Client::builder()
+        .allow_destination(|a| a.ip().is_loopback())
+        .allow_destination(move |a| a.port() != port)
+        .build();
+    let e = other_port.get(&url(srv.local_addr(), "/")).unwrap_err();
+    assert!(matches!(e, Error::DestinationRefused { .. }), "{e:?}");
+    assert_eq!(conns.load(Ordering::SeqCst), 1);
+    srv.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn a_redirect_to_a_refused_destination_is_refused() {
+    let (inner, inner_conns) = server();
+    let outer = redirecting_to(url(inner.local_addr(), "/"));
+    let outer_port = outer.local_addr().port();
+    let client = Client::builder()
+        .allow_destination(move |a| a.port() == outer_port)
+        .build();
+    let e = client.get(&url(outer.local_addr(), "/")).unwrap_err();
+    match e {
+        Error::DestinationRefused { addr, .. } => assert_eq!(addr, inner.local_addr()),
+        other => panic!("expected DestinationRefused, got {other:?}"),
+    }
+    assert_eq!(inner_conns.load(Ordering::SeqCst), 0);
+    outer.stop(ms(100));
+    inner.stop(ms(100));
+}
+
 /// Reads a request head; returns its `Content-Length` (0 if none).
 fn read_head(conn: &mut TcpStream) -> std::io::Result<usize> {
     let mut head = Vec::new();

@@ -1,7 +1,8 @@
 //! `Client`, `get`, `post`: ureq over greenlet sockets (requests under monkey patching).
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ureq::Agent;
@@ -9,6 +10,7 @@ use ureq::http::Uri;
 #[cfg(feature = "tls")]
 use ureq::unversioned::transport::Connector;
 
+use super::destination::Destinations;
 use super::error::Error;
 use super::transport::{self, GreenletConnector, GreenletResolver};
 
@@ -64,6 +66,8 @@ pub struct ClientBuilder {
     /// Extra trusted root certificates (DER); when given, they replace Mozilla's roots.
     #[cfg(feature = "tls")]
     roots: Vec<Vec<u8>>,
+    /// The checks every address must pass before it is connected to.
+    allowed: Destinations,
 }
 
 /// A time-out for ureq, which adds it to an `Instant` (and panics on overflow): one over a
@@ -124,11 +128,40 @@ impl ClientBuilder {
         self
     }
 
+    /// Connects only to addresses that `allow` accepts: a request whose host resolves to none
+    /// fails with [`Error::DestinationRefused`] before anything is sent. Calling it again adds
+    /// a check: an address must pass all of them.
+    ///
+    /// The check sees each address the host resolved to, just before connecting to it (also
+    /// for redirects), so a name that resolves to a refused address cannot pass; with
+    /// [`is_public`](super::is_public) it keeps a server that fetches URLs for its users
+    /// (a proxy, a webhook sender) off its own network (server-side request forgery). A panic
+    /// in `allow` reaches the caller of the request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use greenlet::http::{self, Client, Error};
+    ///
+    /// let client = Client::builder().allow_destination(|addr| http::is_public(addr.ip())).build();
+    /// let e = client.get("http://127.0.0.1:8080/admin").unwrap_err();
+    /// assert!(matches!(e, Error::DestinationRefused { .. }), "{e:?}");
+    /// assert_eq!(e.to_string(), "not an allowed destination: 127.0.0.1 at 127.0.0.1:8080");
+    /// ```
+    pub fn allow_destination(
+        mut self,
+        allow: impl Fn(SocketAddr) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.allowed.add(Arc::new(allow));
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Client {
         let mut config = Agent::config_builder()
             // The connector goes straight to the host: it speaks no proxy protocol (an
-            // environment proxy made every request fail).
+            // environment proxy made every request fail), and the destination checks must see
+            // the host's own addresses.
             .proxy(None)
             .timeout_global(self.total)
             .timeout_connect(self.connect)
@@ -153,11 +186,11 @@ impl ClientBuilder {
             config = config.tls_config(tls);
         }
         let config = config.build();
+        let connector = GreenletConnector {
+            allowed: self.allowed,
+        };
         #[cfg(feature = "tls")]
-        let connector =
-            GreenletConnector.chain(ureq::unversioned::transport::RustlsConnector::default());
-        #[cfg(not(feature = "tls"))]
-        let connector = GreenletConnector;
+        let connector = connector.chain(ureq::unversioned::transport::RustlsConnector::default());
         Client {
             agent: Agent::with_parts(config, connector, GreenletResolver),
         }
@@ -181,7 +214,7 @@ impl Client {
     ///
     /// [`Error::Status`] for a 4xx/5xx answer, [`Error::Timeout`] naming the deadline that
     /// passed, [`Error::HostNotFound`] with the host, [`Error::BadUrl`] with the URL and what
-    /// is wrong with it, [`Error::Io`] (refused, reset...).
+    /// is wrong with it, [`Error::DestinationRefused`], [`Error::Io`] (refused, reset...).
     pub fn get(&self, url: &str) -> Result<Response, Error> {
         crate::config::ensure_started();
         Ok(self.agent.get(parse(url)?).call()?)

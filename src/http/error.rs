@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 
 use ureq::http::uri::{InvalidUri, InvalidUriParts};
 
@@ -75,6 +76,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// Every address of the host was refused by the client's
+    /// [`allow_destination`](super::ClientBuilder::allow_destination) filter; nothing was sent.
+    DestinationRefused {
+        /// The host of the URL.
+        host: String,
+        /// The (first) address it resolved to that the filter refused.
+        addr: SocketAddr,
+    },
     /// A socket error: refused, reset, closed early, ...
     Io(io::Error),
     /// Any other failure reported by ureq (protocol violation, TLS, redirects, ...).
@@ -83,13 +92,14 @@ pub enum Error {
 
 impl Error {
     /// Converts into an `io::Error` with a fitting kind (`TimedOut`, `NotFound`,
-    /// `InvalidInput`, ...).
+    /// `InvalidInput`, `PermissionDenied`, ...).
     pub fn into_io(self) -> io::Error {
         let kind = match self {
             Error::Io(e) => return e,
             Error::Timeout(_) => io::ErrorKind::TimedOut,
             Error::HostNotFound(_) => io::ErrorKind::NotFound,
             Error::BadUrl { .. } => io::ErrorKind::InvalidInput,
+            Error::DestinationRefused { .. } => io::ErrorKind::PermissionDenied,
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, self)
@@ -162,6 +172,9 @@ impl fmt::Display for Error {
             Error::HostNotFound(host) => write!(f, "host not found: {host}"),
             Error::BadUrl { url, reason } if url.is_empty() => write!(f, "bad url: {reason}"),
             Error::BadUrl { url, reason } => write!(f, "bad url {url:?}: {reason}"),
+            Error::DestinationRefused { host, addr } => {
+                write!(f, "not an allowed destination: {host} at {addr}")
+            }
             Error::Io(e) => write!(f, "i/o error: {e}"),
             Error::Other(e) => write!(f, "{e}"),
         }

@@ -11,6 +11,8 @@
 //! connections are reused (keep-alive), and `https` works with the `tls` feature (rustls).
 //! Called from a plain thread, they block that thread. Failures are one [`Error`] enum that
 //! names the deadline that passed ([`Deadline`]), or the host or URL at fault.
+//! [`ClientBuilder::allow_destination`] with [`is_public`] keeps a client that fetches URLs
+//! for others (a proxy, a webhook sender) off private networks.
 //!
 //! # Examples
 //!
@@ -48,11 +50,13 @@
 //! ```
 
 mod client;
+mod destination;
 mod error;
 mod server;
 mod transport;
 
 pub use client::{Client, ClientBuilder, get, post};
+pub use destination::is_public;
 pub use server::{Body, ConnInfo, Server, Upgraded, upgrade};
 
 /// The `http` crate (1.x), for what the re-exports above leave out.

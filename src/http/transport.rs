@@ -1,5 +1,6 @@
 //! ureq's pluggable transport over greenlet sockets: a connector that opens our cooperative
-//! [`TcpStream`], and a resolver that uses [`net::resolve`](crate::net::resolve).
+//! [`TcpStream`] to allowed destinations, and a resolver that uses
+//! [`net::resolve`](crate::net::resolve).
 
 use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
@@ -14,11 +15,15 @@ use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport,
 };
 
+use super::destination::Destinations;
 use crate::net::TcpStream;
 
-/// Opens plain TCP connections with [`TcpStream`] (ureq chains TLS on top where needed).
+/// Opens plain TCP connections with [`TcpStream`] to the addresses `allowed` lets through
+/// (ureq chains TLS on top where needed).
 #[derive(Debug, Default)]
-pub(crate) struct GreenletConnector;
+pub(crate) struct GreenletConnector {
+    pub(crate) allowed: Destinations,
+}
 
 /// One HTTP connection over a [`TcpStream`].
 #[derive(Debug)]
@@ -71,8 +76,17 @@ impl<In: Transport> Connector<In> for GreenletConnector {
             return Ok(chained.map(Either::A));
         }
         let host = details.uri.host().unwrap_or_default();
-        let mut last = None;
+        let (mut refused, mut failed) = (None, None);
+        // Each address is checked as it is about to be connected to, after resolution, so a
+        // name that resolves to a refused address (DNS rebinding) cannot pass.
         for &addr in details.addrs.iter() {
+            if !self.allowed.allows(addr) {
+                log::debug!(
+                    "http: not connecting to {host} at {addr}: refused by allow_destination"
+                );
+                refused.get_or_insert(addr);
+                continue;
+            }
             match connect_one(addr, details) {
                 Ok(stream) => {
                     let config = details.config;
@@ -86,10 +100,15 @@ impl<In: Transport> Connector<In> for GreenletConnector {
                     return Ok(Some(Either::B(transport)));
                 }
                 Err(e @ Error::Timeout(_)) => return Err(e),
-                Err(e) => last = Some(e),
+                Err(e) => failed = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| super::Error::HostNotFound(host.to_owned()).through_ureq()))
+        let host = host.to_owned();
+        Err(match (failed, refused) {
+            (Some(e), _) => e,
+            (None, Some(addr)) => super::Error::DestinationRefused { host, addr }.through_ureq(),
+            (None, None) => super::Error::HostNotFound(host).through_ureq(),
+        })
     }
 }
 

@@ -7,7 +7,7 @@ mod support;
 
 use std::io::{self, Read, Write};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use greenlet::http::{Body, Request, Response, Server, StatusCode};
 use greenlet::net::TcpStream;
@@ -53,7 +53,7 @@ fn server() -> Server {
                 .header("content-length", "6")
                 .body(Body::from_reader(io::Cursor::new(b"abcdef".to_vec())))
                 .unwrap(),
-            "/broken-early" => Response::new(Body::from_reader(Failing { good: 10 })),
+            "/broken-early" => Response::new(Body::from_reader(Failing { good: 0 })),
             "/broken-late" => Response::new(Body::from_reader(Failing { good: 100_000 })),
             "/short" => Response::new(Body::sized(Failing { good: 100_000 }, 200_000)),
             "/missing" => Response::builder()
@@ -318,7 +318,8 @@ fn a_failing_response_body_is_never_a_complete_response() {
     bounded("failing bodies", Duration::from_secs(30), || {
         let srv = server();
         let a = srv.local_addr();
-        // Before anything was sent: a 500 instead.
+        // Before the reader gave anything: a 500 instead (what it gives goes out at once, so
+        // a failure after that can only cut the response short).
         let got = raw(a, b"GET /broken-early HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(status_of(&got), 500, "{got}");
         // After part of it was sent: cut short, no terminating chunk, connection closed.
@@ -463,5 +464,85 @@ fn a_handler_status_survives_and_panics_get_500() {
             "{got}"
         );
         srv.stop(Duration::from_secs(1));
+    });
+}
+
+// Found while building examples/rproxy.rs on the server: a streamed body was held in the
+// server's buffer until 32 KiB gathered, so a trickling origin showed nothing for as long.
+/// How long the reader waits before its second piece.
+const PAUSE: Duration = Duration::from_secs(3);
+
+/// Yields `event 1`, then waits `PAUSE` (as a slow origin would), yields `event 2` and ends:
+/// 16 bytes in all.
+struct Trickle {
+    step: u8,
+}
+
+impl Read for Trickle {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.step += 1;
+        let piece: &[u8] = match self.step {
+            1 => b"event 1\n",
+            2 => {
+                greenlet::sleep(PAUSE);
+                b"event 2\n"
+            }
+            _ => b"",
+        };
+        out[..piece.len()].copy_from_slice(piece);
+        Ok(piece.len())
+    }
+}
+
+/// How long the first bytes of the body took to reach the client.
+fn first_bytes_after(sized: bool) -> Duration {
+    let server = Server::bind("127.0.0.1:0", move |_req: Request<Body>| {
+        let reader = Trickle { step: 0 };
+        if sized {
+            Response::new(Body::sized(reader, 16))
+        } else {
+            Response::new(Body::from_reader(reader))
+        }
+    })
+    .unwrap();
+    server.start().unwrap();
+    let mut c = TcpStream::connect(server.local_addr()).unwrap();
+    c.set_read_timeout(Some(PAUSE * 2)).unwrap();
+    let start = Instant::now();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0; 1024];
+    while !got.windows(8).any(|w| w == b"event 1\n") {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let took = start.elapsed();
+    server.stop(Duration::from_secs(1));
+    took
+}
+
+#[test]
+fn a_streamed_body_is_sent_as_it_is_produced_chunked() {
+    bounded("from_reader flush", Duration::from_secs(30), || {
+        let took = first_bytes_after(false);
+        assert!(
+            took < PAUSE / 2,
+            "the first 8 bytes of a chunked stream arrived after {took:?}, held until the \
+             reader went on"
+        );
+    });
+}
+
+#[test]
+fn a_streamed_body_is_sent_as_it_is_produced_sized() {
+    bounded("sized flush", Duration::from_secs(30), || {
+        let took = first_bytes_after(true);
+        assert!(
+            took < PAUSE / 2,
+            "the first 8 bytes of a sized stream arrived after {took:?}, held until the \
+             reader went on"
+        );
     });
 }

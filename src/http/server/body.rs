@@ -79,9 +79,10 @@ impl Body {
     }
 
     /// A body read from `reader` until its end, its length unknown in advance: sent
-    /// `chunked` to HTTP/1.1 clients, and until the connection closes to HTTP/1.0 ones. A
-    /// read error ends the connection without completing the response, so the client can
-    /// tell a truncated body from a whole one. (To send a length the handler knows, set
+    /// `chunked` to HTTP/1.1 clients, and until the connection closes to HTTP/1.0 ones. Each
+    /// piece the reader gives is written at once (server-sent events, a slow origin). A read
+    /// error ends the connection without completing the response (with a reset), so the
+    /// client can tell a truncated body from a whole one; one before any byte becomes a 500. (To send a length the handler knows, set
     /// `Content-Length` on the response, or use [`sized`](Self::sized).)
     ///
     /// # Examples

@@ -333,7 +333,8 @@ fn stream_own(wire: &mut Wire, frame: Frame) -> io::Result<bool> {
     Ok(finish(&mut wire.out, frame, left))
 }
 
-/// Copies a body from its reader under `frame`, locking the connection only to write.
+/// Copies a body from its reader under `frame`, locking the connection only to write, and
+/// writing out each piece as the reader gives it.
 fn stream_unlocked(shared: &Mutex<Wire>, body: &mut Body, frame: Frame) -> io::Result<bool> {
     let mut left = budget(frame);
     let mut chunk = vec![0; CHUNK];
@@ -347,9 +348,9 @@ fn stream_unlocked(shared: &Mutex<Wire>, body: &mut Body, frame: Frame) -> io::R
         let mut wire = lock(shared)?;
         frame_onto(&mut wire.out, frame, &chunk[..n]);
         left = left.saturating_sub(n as u64);
-        if wire.out.len() >= FLUSH_AT {
-            wire.flush()?;
-        }
+        // What the reader gave goes out now: it may be slow to give more (a trickling
+        // origin, server-sent events).
+        wire.flush()?;
     }
     Ok(finish(&mut lock(shared)?.out, frame, left))
 }

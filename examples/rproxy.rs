@@ -1,29 +1,61 @@
-//! An HTTP forward proxy in blocking style, one greenlet per client connection.
+//! An HTTP forward proxy in blocking style on `greenlet::http::Server`, streaming both ways.
 //!
-//! - `GET http://host/path` (any method with an absolute URL) is forwarded with the
-//!   keep-alive `http::Client`, and the answer relayed; the client connection stays open.
-//! - `CONNECT host:port` opens a tunnel: two greenlets copy bytes each way (how browsers
-//!   reach `https` sites through a proxy).
+//! Run with: `cargo run --release --example rproxy [-- --port 8888 --secs 30 --allow 127.0.0.1]`,
+//! then e.g. `curl -x http://127.0.0.1:8888 http://127.0.0.1:8080/` against `http_hello`
+//! (loopback destinations need `--allow 127.0.0.1`: they are refused by default).
 //!
-//! Run with: `cargo run --release --example rproxy [-- --port 8888 --secs 30]`, then e.g.
-//! `curl -x http://127.0.0.1:8888 http://127.0.0.1:8080/` against `http_hello`.
+//! - `GET http://host/path` (any method with an absolute `http://` URL) is forwarded with one
+//!   shared keep-alive [`Client`] (upstream connections are reused). Bodies stream both ways
+//!   and are never held whole: the client's request body (`Content-Length` or `chunked`, as
+//!   [`Server`] decodes and checks it) becomes the upstream body with the same length, or
+//!   `chunked`; the origin's body is relayed with its length, or `chunked` (close-delimited to
+//!   HTTP/1.0 clients). An origin response that breaks off leaves the client's response
+//!   incomplete (the connection closes short of the length or of the last chunk), so it is
+//!   never taken for a whole one; if it breaks off before any of it was sent, the server
+//!   answers 500 instead.
+//! - Hop-by-hop headers (`Connection` and the fields it names, `Keep-Alive`, `TE`,
+//!   `Transfer-Encoding`, `Upgrade`, `Proxy-*`, ...) are removed both ways (RFC 9110 §7.6.1),
+//!   `Via` is added (§7.6.3) and the target's authority is sent as `Host` (RFC 9112 §3.2.2).
+//! - `CONNECT host:443` opens a tunnel ([`upgrade`] with a 200) and two greenlets copy bytes
+//!   each way until both sides close, or until neither has sent anything for the idle time-out.
+//! - Safe by default (no SSRF): each destination is resolved here and every address vetted;
+//!   the proxy connects to the vetted address itself (plain `http` goes to the IP literal with
+//!   the target's `Host`), so a name that resolves again to something else (DNS rebinding)
+//!   cannot slip through. Loopback, private (RFC 1918), link-local, unique-local,
+//!   unspecified, CGNAT, documentation, benchmarking, multicast and reserved addresses, and
+//!   IPv4-mapped forms of them, get **403**, as does `CONNECT` to a port other than 443,
+//!   unless `--allow <cidr | ip | ip:port>` (repeatable) says otherwise (plain `http` may go
+//!   to any port of a public address). 403 and not 502: the proxy refuses by policy, it did
+//!   not fail to reach anything.
+//! - Errors carry no internal text: **400** for a malformed request (the server's own 400s for
+//!   framing: CL+TE, bad or differing `Content-Length`s, bad chunks) or a target that is not
+//!   `http://` or `host:port`; **501** for a transfer coding other than `chunked`; **502**
+//!   when the origin cannot be reached or answers badly; **504** when it times out. Details
+//!   go to `log` (`RUST_LOG=rproxy=info`).
+//! - Time-outs: the server's for clients (an idle connection, a request head, a response
+//!   write; a request body must arrive within an hour), and `origin_timeout` for the origin
+//!   (connect, and each read and write). `Connection: close` and HTTP/1.0 are honoured by the
+//!   server.
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
-use std::time::Duration;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use greenlet::http::Client;
+use greenlet::http::ureq::{self, SendBody};
+use greenlet::http::{
+    Body, Client, ConnInfo, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Server,
+    StatusCode, Uri, Version, header, upgrade,
+};
 use greenlet::net::{TcpStream, ToSocketAddrs};
-use greenlet::server::StreamServer;
 
 #[path = "common/mod.rs"]
 mod common;
 
-/// Largest request head the proxy accepts.
-const MAX_HEAD: usize = 64 * 1024;
-
-/// Headers that describe one hop, not the message: never forwarded.
-const HOP_BY_HOP: [&str; 9] = [
+/// Hop-by-hop fields (RFC 9110 §7.6.1), and the framing ones the proxy sets itself.
+const HOP_BY_HOP: [&str; 11] = [
     "connection",
     "proxy-connection",
     "keep-alive",
@@ -31,182 +63,612 @@ const HOP_BY_HOP: [&str; 9] = [
     "trailer",
     "transfer-encoding",
     "upgrade",
-    "content-length",
     "proxy-authorization",
+    "proxy-authenticate",
+    "content-length",
+    // Answered by this hop: the server sends `100 Continue` when the body is first read.
+    "expect",
 ];
 
+/// How long a request body may take to arrive (the server's whole-body deadline, raised from
+/// its 60 s for large uploads; a client that stalls still loses the connection after the idle
+/// `client_timeout`).
+const BODY_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// Bytes copied per read in a tunnel.
+const TUNNEL_CHUNK: usize = 16 * 1024;
+
+/// A destination let through despite the default policy: a network (`10.0.0.0/8`), an
+/// address (`127.0.0.1`, `::1`: every port) or an address and port (`127.0.0.1:8080`,
+/// `[::1]:8080`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allow {
+    net: IpAddr,
+    prefix: u8,
+    port: Option<u16>,
+}
+
+impl FromStr for Allow {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Allow, String> {
+        let bad = || format!("--allow takes a cidr, an ip or an ip:port, not {s:?}");
+        let (net, prefix, port) = if let Some((ip, bits)) = s.split_once('/') {
+            let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+            (ip, bits.parse::<u8>().map_err(|_| bad())?, None)
+        } else if let Ok(sa) = s.parse::<SocketAddr>() {
+            (sa.ip(), u8::MAX, Some(sa.port()))
+        } else {
+            let ip: IpAddr = s.trim_matches(['[', ']']).parse().map_err(|_| bad())?;
+            (ip, u8::MAX, None)
+        };
+        let net = net.to_canonical();
+        let bits = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = if prefix == u8::MAX { bits } else { prefix };
+        if prefix > bits {
+            return Err(bad());
+        }
+        Ok(Allow { net, prefix, port })
+    }
+}
+
+impl Allow {
+    /// Whether `addr` (canonical: no IPv4-mapped IPv6) is in this network, on this port.
+    pub fn matches(&self, addr: SocketAddr) -> bool {
+        let same_net = match (self.net, addr.ip()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(
+                n.to_bits().into(),
+                a.to_bits().into(),
+                32 - u32::from(self.prefix),
+            ),
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                prefix_eq(n.to_bits(), a.to_bits(), 128 - u32::from(self.prefix))
+            }
+            _ => false,
+        };
+        same_net && self.port.is_none_or(|p| p == addr.port())
+    }
+}
+
+/// Whether `a` and `b` agree but for their last `host_bits` bits.
+fn prefix_eq(a: u128, b: u128, host_bits: u32) -> bool {
+    a.checked_shr(host_bits).unwrap_or(0) == b.checked_shr(host_bits).unwrap_or(0)
+}
+
+/// Whether `ip` is a public unicast address: not loopback, private, link-local, unique-local,
+/// unspecified, CGNAT, documentation, benchmarking, multicast, reserved or another special
+/// range (IANA's special-purpose registries), in IPv4 or in IPv6 (where only the global
+/// unicast `2000::/3` counts, and IPv4-mapped or 6to4 forms are judged by their IPv4 address).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn in_v4(ip: Ipv4Addr, net: [u8; 4], prefix: u32) -> bool {
+    prefix_eq(
+        ip.to_bits().into(),
+        Ipv4Addr::from(net).to_bits().into(),
+        32 - prefix,
+    )
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    const SPECIAL: [([u8; 4], u32); 15] = [
+        ([0, 0, 0, 0], 8),       // "this network", unspecified
+        ([10, 0, 0, 0], 8),      // private
+        ([100, 64, 0, 0], 10),   // CGNAT (shared address space)
+        ([127, 0, 0, 0], 8),     // loopback
+        ([169, 254, 0, 0], 16),  // link-local (cloud metadata services)
+        ([172, 16, 0, 0], 12),   // private
+        ([192, 0, 0, 0], 24),    // IETF protocol assignments
+        ([192, 0, 2, 0], 24),    // documentation (TEST-NET-1)
+        ([192, 88, 99, 0], 24),  // 6to4 relay anycast (deprecated)
+        ([192, 168, 0, 0], 16),  // private
+        ([198, 18, 0, 0], 15),   // benchmarking
+        ([198, 51, 100, 0], 24), // documentation (TEST-NET-2)
+        ([203, 0, 113, 0], 24),  // documentation (TEST-NET-3)
+        ([224, 0, 0, 0], 4),     // multicast
+        ([240, 0, 0, 0], 4),     // reserved, broadcast
+    ];
+    !SPECIAL.iter().any(|&(net, p)| in_v4(ip, net, p))
+}
+
+fn in_v6(ip: Ipv6Addr, net: Ipv6Addr, prefix: u32) -> bool {
+    prefix_eq(ip.to_bits(), net.to_bits(), 128 - prefix)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    if in_v6(ip, Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0), 16) {
+        // 6to4: the IPv4 address it tunnels to.
+        let v4 = Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
+        return is_public_v4(v4);
+    }
+    let special = [
+        (Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 23), // IETF protocol assignments, Teredo
+        (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32), // documentation
+        (Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20), // documentation
+    ];
+    in_v6(ip, Ipv6Addr::new(0x2000, 0, 0, 0, 0, 0, 0, 0), 3)
+        && !special.iter().any(|&(net, p)| in_v6(ip, net, p))
+}
+
+/// What the proxy lets through and how long it waits.
+#[derive(Debug, Clone)]
+pub struct Config {
+    allow: Vec<Allow>,
+    origin_timeout: Duration,
+    client_timeout: Duration,
+}
+
+impl Default for Config {
+    /// Public destinations only (`CONNECT` to port 443 only), 30 s for the origin (connect,
+    /// each read and write) and 60 s of silence from a client.
+    fn default() -> Config {
+        Config {
+            allow: Vec::new(),
+            origin_timeout: Duration::from_secs(30),
+            client_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Config {
+    /// Lets `spec` through (`10.0.0.0/8`, `127.0.0.1`, `127.0.0.1:8080`, `[::1]:8080`): any
+    /// port of it, `CONNECT` included, unless it names one.
+    ///
+    /// # Errors
+    ///
+    /// If `spec` is none of those forms.
+    pub fn allow(mut self, spec: &str) -> Result<Config, String> {
+        self.allow.push(spec.parse()?);
+        Ok(self)
+    }
+
+    /// How long to wait for the origin to connect, and for each read and write.
+    pub fn origin_timeout(mut self, d: Duration) -> Config {
+        self.origin_timeout = d;
+        self
+    }
+
+    /// How long a client may stay silent (between requests, within one, in a tunnel).
+    pub fn client_timeout(mut self, d: Duration) -> Config {
+        self.client_timeout = d;
+        self
+    }
+
+    /// Whether the proxy may connect to `addr` (`tunnel`: for a `CONNECT`).
+    pub fn permits(&self, addr: SocketAddr, tunnel: bool) -> bool {
+        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+        self.allow.iter().any(|a| a.matches(addr))
+            || (is_public(addr.ip()) && (!tunnel || addr.port() == 443))
+    }
+}
+
+/// Why a request is not forwarded: the status it gets, and the detail that goes to the log.
+#[derive(Debug)]
+enum Refusal {
+    BadRequest(String),
+    Forbidden(String),
+    NotImplemented(String),
+    BadGateway(String),
+    GatewayTimeout(String),
+}
+
+impl Refusal {
+    /// A short, generic answer (the detail is logged, never sent).
+    fn respond(self, peer: SocketAddr) -> Response<Body> {
+        let (status, text, detail) = match self {
+            Refusal::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad request\n", d),
+            Refusal::Forbidden(d) => (StatusCode::FORBIDDEN, "destination not allowed\n", d),
+            Refusal::NotImplemented(d) => (StatusCode::NOT_IMPLEMENTED, "not implemented\n", d),
+            Refusal::BadGateway(d) => (StatusCode::BAD_GATEWAY, "bad gateway\n", d),
+            Refusal::GatewayTimeout(d) => (StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n", d),
+        };
+        log::info!("rproxy: {peer}: {status}: {detail}");
+        let mut response = Response::new(Body::from(text));
+        *response.status_mut() = status;
+        let plain = HeaderValue::from_static("text/plain");
+        response.headers_mut().insert(header::CONTENT_TYPE, plain);
+        response
+    }
+
+    /// An upstream failure: 504 for a time-out, else 502.
+    fn upstream(e: &io::Error, what: &str) -> Refusal {
+        let detail = format!("{what}: {e}");
+        match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Refusal::GatewayTimeout(detail),
+            _ => Refusal::BadGateway(detail),
+        }
+    }
+}
+
+impl From<ureq::Error> for Refusal {
+    fn from(e: ureq::Error) -> Refusal {
+        match e {
+            ureq::Error::Timeout(t) => Refusal::GatewayTimeout(format!("origin: {t}")),
+            e => Refusal::BadGateway(format!("origin: {e}")),
+        }
+    }
+}
+
+/// The proxy's state, shared by its connections.
+struct Proxy {
+    config: Config,
+    upstream: Client,
+}
+
 /// Starts a proxy on `addr` in the background.
-pub fn start_proxy<A: ToSocketAddrs>(addr: A) -> io::Result<StreamServer> {
+///
+/// # Errors
+///
+/// As [`Server::bind`] and [`Server::start`].
+pub fn start_proxy<A: ToSocketAddrs>(addr: A, config: Config) -> io::Result<Server> {
     let upstream = Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(60))
+        .connect_timeout(config.origin_timeout)
+        .read_timeout(config.origin_timeout)
+        .user_agent("") // no User-Agent of ours: the client's goes through as it is
         .pass_through()
         .build();
-    let server = StreamServer::bind(addr, move |conn: TcpStream, _| {
-        let _ = serve(conn, &upstream);
-    })?;
+    let client_timeout = config.client_timeout;
+    let proxy = Arc::new(Proxy { config, upstream });
+    let server = Server::bind(addr, move |req: Request<Body>| proxy.handle(req))?
+        .max_body_bytes(usize::MAX)
+        .timeout(client_timeout)
+        .body_timeout(BODY_DEADLINE);
     server.start()?;
     Ok(server)
 }
 
-/// One parsed request head and the bytes after it.
-struct Head {
-    method: String,
-    target: String,
-    headers: Vec<(String, Vec<u8>)>,
-    rest: Vec<u8>,
-}
+impl Proxy {
+    fn handle(&self, req: Request<Body>) -> Response<Body> {
+        let peer = req
+            .extensions()
+            .get::<ConnInfo>()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |i| i.peer);
+        let answer = if req.method() == Method::CONNECT {
+            self.tunnel(req)
+        } else {
+            self.forward(req)
+        };
+        answer.unwrap_or_else(|refusal| refusal.respond(peer))
+    }
 
-/// Reads one request head (more bytes may follow in `Head::rest`); `None` at end of file.
-fn read_head(conn: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<Head>> {
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut req = httparse::Request::new(&mut headers);
-        match req
-            .parse(buf)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
-        {
-            httparse::Status::Complete(n) => {
-                let head = Head {
-                    method: req.method.unwrap_or_default().to_owned(),
-                    target: req.path.unwrap_or_default().to_owned(),
-                    headers: req
-                        .headers
-                        .iter()
-                        .map(|h| (h.name.to_owned(), h.value.to_vec()))
-                        .collect(),
-                    rest: buf[n..].to_vec(),
-                };
-                buf.clear();
-                return Ok(Some(head));
-            }
-            httparse::Status::Partial if buf.len() > MAX_HEAD => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "request head too large",
-                ));
-            }
-            httparse::Status::Partial => {}
+    /// Resolves `host` here and picks the first address the policy permits.
+    fn destination(&self, host: &str, port: u16, tunnel: bool) -> Result<SocketAddr, Refusal> {
+        let addrs = greenlet::net::resolve(host, port)
+            .map_err(|e| Refusal::BadGateway(format!("resolving {host}: {e}")))?;
+        addrs
+            .into_iter()
+            .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()))
+            .find(|&a| self.config.permits(a, tunnel))
+            .ok_or_else(|| Refusal::Forbidden(format!("{host}:{port}: no permitted address")))
+    }
+
+    /// Forwards a request with an absolute `http://` target and relays the answer.
+    fn forward(&self, req: Request<Body>) -> Result<Response<Body>, Refusal> {
+        let target = Target::of(req.uri())?;
+        let (parts, body) = req.into_parts();
+        let mut headers = end_to_end(&parts.headers);
+        let send = upstream_body(&parts.headers, body, &mut headers)?;
+        let addr = self.destination(&target.host, target.port, false)?;
+        headers.insert(header::HOST, target.host_header()?);
+        add_via(&mut headers, parts.version);
+        // To the vetted address itself, never to the name again (DNS rebinding).
+        let uri = format!("http://{addr}{}", target.path);
+        let mut out = Request::new(send);
+        *out.method_mut() = parts.method.clone();
+        *out.uri_mut() = uri
+            .parse::<Uri>()
+            .map_err(|e| Refusal::BadRequest(format!("{uri}: {e}")))?;
+        *out.headers_mut() = headers;
+        let agent = self.upstream.agent();
+        let out = agent
+            .configure_request(out)
+            .timeout_per_write(Some(self.config.origin_timeout))
+            .accept("") // no Accept of ours either
+            .allow_non_standard_methods(true)
+            .build();
+        let response = agent.run(out)?;
+        Ok(relay(response, parts.method == Method::HEAD, &target.host))
+    }
+
+    /// `CONNECT host:port`: connects, answers 200 and copies bytes both ways.
+    fn tunnel(&self, mut req: Request<Body>) -> Result<Response<Body>, Refusal> {
+        let uri = req.uri();
+        let bad = || Refusal::BadRequest(format!("CONNECT {uri}: not host:port"));
+        let authority = match (uri.scheme(), uri.path_and_query(), uri.authority()) {
+            (None, None, Some(a)) if !a.as_str().contains('@') => a.clone(),
+            _ => return Err(bad()),
+        };
+        let port = authority.port_u16().ok_or_else(bad)?;
+        let addr = self.destination(authority.host(), port, true)?;
+        let timeout = self.config.origin_timeout;
+        let upstream = TcpStream::connect_timeout(&addr, timeout)
+            .map_err(|e| Refusal::upstream(&e, &format!("connecting to {authority}")))?;
+        let ok = Response::new(());
+        let client = upgrade(&mut req, ok)
+            .map_err(|e| Refusal::BadRequest(format!("CONNECT {authority}: {e}")))?;
+        let (client, pending) = client.into_parts();
+        if let Err(e) = splice(client, upstream, &pending, self.config.client_timeout) {
+            log::info!("rproxy: tunnel to {authority}: {e}");
         }
-        let mut chunk = [0; 8192];
-        match conn.read(&mut chunk)? {
-            0 => return Ok(None),
-            n => buf.extend_from_slice(&chunk[..n]),
-        }
+        Ok(Response::new(Body::empty())) // not sent: the connection was taken over
     }
 }
 
-/// Serves one client connection until it closes.
-fn serve(mut conn: TcpStream, upstream: &Client) -> io::Result<()> {
-    let mut buf = Vec::new();
-    while let Some(head) = read_head(&mut conn, &mut buf)? {
-        if head.method.eq_ignore_ascii_case("CONNECT") {
-            return tunnel(conn, &head);
-        }
-        let length: usize = header(&head, "content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = head.rest.clone();
-        while body.len() < length {
-            let mut chunk = [0; 8192];
-            match conn.read(&mut chunk)? {
-                0 => return Ok(()),
-                n => body.extend_from_slice(&chunk[..n]),
-            }
-        }
-        buf = body.split_off(length); // a pipelined next request
-        forward(&mut conn, upstream, &head, body)?;
-    }
-    Ok(())
+/// An absolute `http://` request target.
+struct Target {
+    host: String,
+    port: u16,
+    /// The authority as the client gave it (the `Host` to send).
+    authority: String,
+    path: String,
 }
 
-fn header<'h>(head: &'h Head, name: &str) -> Option<&'h str> {
-    head.headers
+impl Target {
+    fn of(uri: &Uri) -> Result<Target, Refusal> {
+        let bad = |why: &str| Refusal::BadRequest(format!("{why}: {uri}"));
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(_) => return Err(bad("only http:// targets are forwarded")),
+            None => return Err(bad("not an absolute http:// target")),
+        }
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        if authority.as_str().contains('@') || authority.host().is_empty() {
+            return Err(bad("user info or no host in the target"));
+        }
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        Ok(Target {
+            host: authority.host().to_owned(),
+            port: authority.port_u16().unwrap_or(80),
+            authority: authority.as_str().to_owned(),
+            path: if path.starts_with('/') { path } else { "/" }.to_owned(),
+        })
+    }
+
+    fn host_header(&self) -> Result<HeaderValue, Refusal> {
+        HeaderValue::from_str(&self.authority)
+            .map_err(|_| Refusal::BadRequest(format!("bad host {:?}", self.authority)))
+    }
+}
+
+/// The client's body as the upstream request's, framed as the client framed it: with its
+/// `Content-Length` (set in `out`), `chunked` (no length: ureq sends it chunked), or none.
+fn upstream_body(
+    headers: &HeaderMap,
+    body: Body,
+    out: &mut HeaderMap,
+) -> Result<SendBody<'static>, Refusal> {
+    if let Some(te) = headers.get(header::TRANSFER_ENCODING) {
+        // The server decodes `chunked` only: another coding would reach the origin still
+        // applied, and unlabelled (RFC 9112 §6.1: 501).
+        let mut codings = te.as_bytes().split(|&b| b == b',');
+        if !codings.all(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked")) {
+            return Err(Refusal::NotImplemented(format!("transfer coding {te:?}")));
+        }
+        Ok(SendBody::from_owned_reader(body))
+    } else if headers.contains_key(header::CONTENT_LENGTH) {
+        // The server checked it (one value, digits only) and decodes by it.
+        out.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(body.len().unwrap_or(0)),
+        );
+        Ok(SendBody::from_owned_reader(body))
+    } else {
+        Ok(SendBody::none())
+    }
+}
+
+/// The fields of `headers` that are not hop-by-hop: neither a fixed one nor one that a
+/// `Connection` field names.
+fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
         .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
-}
-
-/// Forwards one request with the pooled client and writes the answer back.
-fn forward(conn: &mut TcpStream, upstream: &Client, head: &Head, body: Vec<u8>) -> io::Result<()> {
-    let mut request = greenlet::http::ureq::http::Request::builder()
-        .method(head.method.as_str())
-        .uri(head.target.as_str());
-    for (name, value) in &head.headers {
-        if !HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
-            request = request.header(name.as_str(), value.as_slice());
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
+        .collect();
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if !HOP_BY_HOP.contains(&name.as_str()) && !named.contains(name) {
+            out.append(name.clone(), value.clone());
         }
     }
-    let reply = request
-        .body(body)
-        .map_err(|e| e.to_string())
-        .and_then(|req| upstream.agent().run(req).map_err(|e| e.to_string()));
-    let (status, headers, body) = match reply {
-        Ok(mut response) => {
-            let body = response.body_mut().read_to_vec().unwrap_or_default();
-            let headers: Vec<(String, String)> = response
-                .headers()
-                .iter()
-                .filter(|(n, _)| {
-                    !HOP_BY_HOP
-                        .iter()
-                        .any(|h| n.as_str().eq_ignore_ascii_case(h))
-                })
-                .map(|(n, v)| {
-                    (
-                        n.to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
-            (response.status().as_u16(), headers, body)
-        }
-        Err(e) => (502, Vec::new(), format!("bad gateway: {e}\n").into_bytes()),
-    };
-    let mut out = format!(
-        "HTTP/1.1 {status} Proxied\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (n, v) in headers {
-        out.push_str(&format!("{n}: {v}\r\n"));
-    }
-    out.push_str("\r\n");
-    conn.write_all(&[out.as_bytes(), &body].concat())
+    out
 }
 
-/// Opens the tunnel for `CONNECT host:port` and copies bytes both ways until both close.
-fn tunnel(mut client: TcpStream, head: &Head) -> io::Result<()> {
-    let mut upstream = match TcpStream::connect(head.target.as_str()) {
-        Ok(s) => s,
-        Err(e) => {
-            let msg = format!("cannot reach {}: {e}\n", head.target);
-            let reply = format!(
-                "HTTP/1.1 502 Bad Gateway\r\nContent-Length: {}\r\n\r\n{msg}",
-                msg.len()
-            );
-            return client.write_all(reply.as_bytes());
+/// Appends this hop to `Via` (RFC 9110 §7.6.3): the protocol version it received.
+fn add_via(headers: &mut HeaderMap, received: Version) {
+    // The proxy's pseudonym is `rproxy`.
+    let hop = if received == Version::HTTP_10 {
+        "1.0 rproxy"
+    } else {
+        "1.1 rproxy"
+    };
+    headers.append(header::VIA, HeaderValue::from_static(hop));
+}
+
+/// The origin's response as the client gets it: its body streamed, with the origin's length
+/// when it gave one.
+fn relay(
+    response: ureq::http::Response<ureq::Body>,
+    head_only: bool,
+    host: &str,
+) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    let mut headers = end_to_end(&parts.headers);
+    add_via(&mut headers, parts.version);
+    let no_body = head_only
+        || parts.status.is_informational()
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED;
+    let body = if no_body {
+        // Reads the (empty) body's end, which returns the connection to the pool.
+        let _ = body.into_reader().read(&mut [0; 1]);
+        // The length a GET would have had, if the origin said.
+        let declared = parts.headers.get(header::CONTENT_LENGTH);
+        match declared.and_then(|v| v.to_str().ok()?.parse().ok()) {
+            Some(n) => Body::sized(io::empty(), n),
+            None => Body::from_reader(io::empty()),
+        }
+    } else {
+        let len = body.content_length();
+        let reader = Relay {
+            reader: body.into_reader(),
+            left: len,
+            host: host.to_owned(),
+        };
+        match len {
+            Some(n) => Body::sized(reader, n),
+            None => Body::from_reader(reader),
         }
     };
-    client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")?;
-    upstream.write_all(&head.rest)?;
-    let (mut client_in, mut upstream_out) = (client.try_clone()?, upstream.try_clone()?);
-    let outbound = greenlet::spawn(move || {
-        let _ = io::copy(&mut client_in, &mut upstream_out);
-        let _ = upstream_out.shutdown(Shutdown::Write);
+    let mut out = Response::new(body);
+    *out.status_mut() = parts.status;
+    *out.headers_mut() = headers;
+    out
+}
+
+/// The origin's response body, logging why it broke off (the server then leaves the
+/// client's response incomplete).
+struct Relay {
+    reader: ureq::BodyReader<'static>,
+    /// What is left of the origin's `Content-Length`, if it gave one.
+    left: Option<u64>,
+    host: String,
+}
+
+impl Read for Relay {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.reader.read(buf).inspect_err(|e| {
+            log::info!("rproxy: the response from {} broke off: {e}", self.host);
+        })?;
+        if let Some(left) = &mut self.left {
+            *left = left.saturating_sub(n as u64);
+            if *left == 0 && n > 0 {
+                // The server reads no further than the length: one more read sees the end,
+                // which returns the connection to the pool for the next request.
+                let _ = self.reader.read(&mut [0; 1]);
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// When either side of a tunnel last sent something.
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn quiet_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+/// Kills the other direction's greenlet when dropped: it has finished by then, unless this
+/// one is unwinding (the server stopping).
+struct KillOnDrop(greenlet::GreenletRef);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill_nowait();
+    }
+}
+
+/// Copies both ways between `client` and `upstream` (`pending`: bytes the client sent after
+/// its `CONNECT`) until both sides have closed, one fails, or neither sent anything for `idle`.
+fn splice(
+    client: TcpStream,
+    upstream: TcpStream,
+    pending: &[u8],
+    idle: Duration,
+) -> io::Result<()> {
+    let idle = idle.max(Duration::from_millis(1));
+    for s in [&client, &upstream] {
+        s.set_read_timeout(Some(idle))?;
+        s.set_write_timeout(Some(idle))?;
+    }
+    let mut to_origin = upstream.try_clone()?;
+    to_origin.write_all(pending)?;
+    let activity = Arc::new(Activity {
+        start: Instant::now(),
+        last_ms: AtomicU64::new(0),
     });
-    let _ = io::copy(&mut upstream, &mut client);
-    let _ = client.shutdown(Shutdown::Write);
-    outbound.join();
-    Ok(())
+    let (mut from_client, a) = (client.try_clone()?, activity.clone());
+    let outbound = greenlet::spawn(move || pump(&mut from_client, &mut to_origin, &a, idle));
+    let _guard = KillOnDrop(outbound.handle());
+    let (mut from_origin, mut to_client) = (upstream, client);
+    let inbound = pump(&mut from_origin, &mut to_client, &activity, idle);
+    let outbound = outbound
+        .get()
+        .unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
+    inbound.and(outbound)
+}
+
+/// Copies `from` to `to` until `from` ends (then half-closes `to`), or an error or the tunnel's
+/// idle time-out (then shuts both down, which ends the other direction too).
+fn pump(
+    from: &mut TcpStream,
+    to: &mut TcpStream,
+    activity: &Activity,
+    idle: Duration,
+) -> io::Result<()> {
+    let mut buf = vec![0; TUNNEL_CHUNK];
+    let r = loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if is_timeout(&e) && activity.quiet_for() < idle => continue,
+            Err(e) => break Err(e),
+        };
+        if let Err(e) = to.write_all(&buf[..n]) {
+            break Err(e);
+        }
+        activity.touch();
+    };
+    match r {
+        Ok(()) => {
+            let _ = to.shutdown(Shutdown::Write);
+        }
+        Err(_) => {
+            let _ = from.shutdown(Shutdown::Both);
+            let _ = to.shutdown(Shutdown::Both);
+        }
+    }
+    r
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
 }
 
 #[allow(dead_code)] // the proxy test includes this file as a module
-fn main() -> io::Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    env_logger::init(); // RUST_LOG=rproxy=info shows refusals and upstream failures
     let (port, secs) = (
         common::num("--port", 8888) as u16,
         common::num("--secs", 30),
     );
-    let proxy = start_proxy(("127.0.0.1", port))?;
+    let mut config = Config::default();
+    for spec in common::all("--allow") {
+        config = config.allow(&spec)?;
+    }
+    let proxy = start_proxy(("127.0.0.1", port), config)?;
     println!("proxy on http://{} for {secs} s", proxy.local_addr());
     greenlet::sleep(Duration::from_secs(secs));
     proxy.stop(Duration::from_secs(1));

@@ -25,3 +25,12 @@ pub fn num(name: &str, default: u64) -> u64 {
 pub fn flag(name: &str) -> bool {
     std::env::args().any(|a| a == name)
 }
+
+/// Every value given with `--name` (an option that may be repeated).
+pub fn all(name: &str) -> Vec<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2)
+        .filter(|w| w[0] == name)
+        .map(|w| w[1].clone())
+        .collect()
+}

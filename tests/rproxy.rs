@@ -258,6 +258,7 @@ fn answer(seen: &Seen) -> Response<Body> {
         "/stream" => r.body(Body::from_reader(std::io::Cursor::new(
             b"streamed".to_vec(),
         ))),
+        "/big" => r.body(Body::sized(std::io::repeat(b'b'), 64 << 20)),
         p => r
             .header("X-Origin", "yes")
             .body(format!("origin {p}").into()),
@@ -303,15 +304,26 @@ fn relays_get_post_and_head_over_keep_alive_on_one_upstream_connection() {
         ));
         let r = c.reply();
         assert_eq!((r.status, r.text().as_str()), (404, "nope"), "{r:?}");
+        // A client that leaves in the middle of a download: the upstream connection, with
+        // the rest of that body on it, is not reused for the next request.
+        let mut quitter = Conn::open(proxy.local_addr());
+        quitter.send(format!("GET http://{o}/big HTTP/1.1\r\nHost: {o}\r\n\r\n"));
+        let r = quitter.read_reply(true);
+        assert_eq!(r.status, 200, "{r:?}");
+        let mut some = vec![0; 100_000];
+        quitter.r.read_exact(&mut some).unwrap();
+        drop(quitter);
+        c.send(format!("GET http://{o}/c HTTP/1.1\r\nHost: {o}\r\n\r\n"));
+        let r = c.reply();
+        assert_eq!((r.status, r.text().as_str()), (200, "origin /c"), "{r:?}");
         let seen = origin.seen();
-        assert_eq!(seen.len(), 5);
         let methods: Vec<&str> = seen.iter().map(|s| s.method.as_str()).collect();
-        assert_eq!(methods, ["GET", "GET", "POST", "HEAD", "GET"]);
+        assert_eq!(methods, ["GET", "GET", "POST", "HEAD", "GET", "GET", "GET"]);
         assert_eq!(seen[2].header("content-length"), ["5"]);
         assert_eq!(seen[2].body, b"hello");
         let peer = seen[0].peer;
         assert!(
-            seen.iter().all(|s| s.peer == peer),
+            seen[..5].iter().all(|s| s.peer == peer),
             "one upstream connection, reused: {seen:?}"
         );
         proxy.stop(Duration::from_secs(1));

@@ -38,7 +38,7 @@
 //!   server.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,64 +135,11 @@ fn prefix_eq(a: u128, b: u128, host_bits: u32) -> bool {
     a.checked_shr(host_bits).unwrap_or(0) == b.checked_shr(host_bits).unwrap_or(0)
 }
 
-/// Whether `ip` is a public unicast address: not loopback, private, link-local, unique-local,
-/// unspecified, CGNAT, documentation, benchmarking, multicast, reserved or another special
-/// range (IANA's special-purpose registries), in IPv4 or in IPv6 (where only the global
-/// unicast `2000::/3` counts, and IPv4-mapped or 6to4 forms are judged by their IPv4 address).
+/// Whether `ip` may be a destination without `--allow`: the crate's SSRF check (not loopback,
+/// private, link-local, unique-local, CGNAT, documentation, multicast, reserved, nor an IPv6
+/// form of those).
 pub fn is_public(ip: IpAddr) -> bool {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => is_public_v6(v6),
-    }
-}
-
-fn in_v4(ip: Ipv4Addr, net: [u8; 4], prefix: u32) -> bool {
-    prefix_eq(
-        ip.to_bits().into(),
-        Ipv4Addr::from(net).to_bits().into(),
-        32 - prefix,
-    )
-}
-
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    const SPECIAL: [([u8; 4], u32); 15] = [
-        ([0, 0, 0, 0], 8),       // "this network", unspecified
-        ([10, 0, 0, 0], 8),      // private
-        ([100, 64, 0, 0], 10),   // CGNAT (shared address space)
-        ([127, 0, 0, 0], 8),     // loopback
-        ([169, 254, 0, 0], 16),  // link-local (cloud metadata services)
-        ([172, 16, 0, 0], 12),   // private
-        ([192, 0, 0, 0], 24),    // IETF protocol assignments
-        ([192, 0, 2, 0], 24),    // documentation (TEST-NET-1)
-        ([192, 88, 99, 0], 24),  // 6to4 relay anycast (deprecated)
-        ([192, 168, 0, 0], 16),  // private
-        ([198, 18, 0, 0], 15),   // benchmarking
-        ([198, 51, 100, 0], 24), // documentation (TEST-NET-2)
-        ([203, 0, 113, 0], 24),  // documentation (TEST-NET-3)
-        ([224, 0, 0, 0], 4),     // multicast
-        ([240, 0, 0, 0], 4),     // reserved, broadcast
-    ];
-    !SPECIAL.iter().any(|&(net, p)| in_v4(ip, net, p))
-}
-
-fn in_v6(ip: Ipv6Addr, net: Ipv6Addr, prefix: u32) -> bool {
-    prefix_eq(ip.to_bits(), net.to_bits(), 128 - prefix)
-}
-
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let s = ip.segments();
-    if in_v6(ip, Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0), 16) {
-        // 6to4: the IPv4 address it tunnels to.
-        let v4 = Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
-        return is_public_v4(v4);
-    }
-    let special = [
-        (Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 23), // IETF protocol assignments, Teredo
-        (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32), // documentation
-        (Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20), // documentation
-    ];
-    in_v6(ip, Ipv6Addr::new(0x2000, 0, 0, 0, 0, 0, 0, 0), 3)
-        && !special.iter().any(|&(net, p)| in_v6(ip, net, p))
+    greenlet::http::is_public(ip)
 }
 
 /// What the proxy lets through and how long it waits.

@@ -16,10 +16,13 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::quick;
+#[path = "peers/hello.rs"]
+mod peers;
 
 const CONNECTIONS: usize = 64;
 const ROUNDS: usize = 3;
-const BODY: &str = "Hello, World!";
+/// What each server answers `GET /` with (`examples/http_hello`'s greeting).
+const BODY: &str = "Hello, world!\n";
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
 
 /// Reads one response (head, then a Content-Length body) and checks it is the hello body.
@@ -88,77 +91,32 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn greenlet_server() -> SocketAddr {
-    let server = greenlet::http::Server::bind("127.0.0.1:0", |_| {
-        greenlet::http::Response::builder()
-            .header("content-type", "text/plain")
-            .body(BODY)
-            .unwrap()
-    })
+    let server = greenlet::http::Server::bind(
+        "127.0.0.1:0",
+        |req: greenlet::http::Request<greenlet::http::Body>| {
+            greenlet::http::Response::builder()
+                .header("content-type", "text/plain")
+                .body(peers::greeting(req.uri().path()))
+                .unwrap()
+        },
+    )
     .unwrap();
     server.start().unwrap();
     server.local_addr()
 }
 
 fn hyper_server(rt: &tokio::runtime::Runtime) -> SocketAddr {
-    use http_body_util::Full;
-    use hyper::server::conn::http1;
-    use hyper::service::service_fn;
-    use hyper_util::rt::TokioIo;
-
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    rt.spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            stream.set_nodelay(true).unwrap();
-            tokio::spawn(async move {
-                let service = service_fn(|_req| async {
-                    let mut rsp =
-                        hyper::Response::new(Full::new(bytes::Bytes::from_static(BODY.as_bytes())));
-                    rsp.headers_mut().insert(
-                        "content-type",
-                        hyper::header::HeaderValue::from_static("text/plain"),
-                    );
-                    Ok::<_, std::convert::Infallible>(rsp)
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    rt.spawn(peers::hyper_serve(listener));
     addr
-}
-
-#[derive(Clone)]
-struct Hello;
-
-impl may_minihttp::HttpService for Hello {
-    fn call(
-        &mut self,
-        _req: may_minihttp::Request,
-        rsp: &mut may_minihttp::Response,
-    ) -> io::Result<()> {
-        rsp.header("Content-Type: text/plain").body(BODY);
-        Ok(())
-    }
 }
 
 fn may_minihttp_server() -> SocketAddr {
-    // may_minihttp binds without reporting the port; pick one from a probe listener.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     // Detached: may_minihttp has no stop; the process ends it.
-    drop(may_minihttp::HttpServer(Hello).start(addr).unwrap());
-    addr
+    peers::minihttp_start(0).unwrap().0
 }
 
 fn main() {

@@ -55,6 +55,49 @@ fn read_timeout_is_timed_out_from_greenlets_and_threads() {
     assert!(took >= TIMEOUT);
 }
 
+/// A read of `client` that waits (parks) until `server` sends a byte 10 ms later.
+fn read_after_a_wait(client: &mut TcpStream, server: TcpStream) -> TcpStream {
+    let writer = greenlet::spawn(move || {
+        greenlet::sleep(ms(10));
+        (&server).write_all(b"x").unwrap();
+        server
+    });
+    assert_eq!(client.read(&mut [0; 1]).unwrap(), 1);
+    writer.get().unwrap()
+}
+
+/// A socket keeps its timer wake-up from one wait to the next (`deadline::IoTimer`); a read
+/// time-out changed between waits is still kept exactly: a shorter one ends its read on time
+/// (not at the kept, later wake-up), a longer one never early (the kept, earlier wake-up
+/// only makes the read try again).
+#[test]
+fn read_timeouts_changed_between_waits_are_kept() {
+    const LONG: Duration = Duration::from_secs(10);
+    const SHORT: Duration = Duration::from_millis(30);
+    const LONGER: Duration = Duration::from_millis(300);
+    let (client, server) = pair();
+    let g = greenlet::spawn(move || {
+        let mut client = client;
+        client.set_read_timeout(Some(LONG)).unwrap();
+        let server = read_after_a_wait(&mut client, server);
+        client.set_read_timeout(Some(SHORT)).unwrap();
+        let t = Instant::now();
+        let shorter = (client.read(&mut [0; 1]).unwrap_err().kind(), t.elapsed());
+
+        let server = read_after_a_wait(&mut client, server);
+        client.set_read_timeout(Some(LONGER)).unwrap();
+        let t = Instant::now();
+        let longer = (client.read(&mut [0; 1]).unwrap_err().kind(), t.elapsed());
+        drop(server);
+        (shorter, longer)
+    });
+    let ((kind, took), (kind2, took2)) = g.get().unwrap();
+    assert_eq!(kind, ErrorKind::TimedOut);
+    assert!(took >= SHORT && took < LONG / 2, "{took:?}");
+    assert_eq!(kind2, ErrorKind::TimedOut);
+    assert!(took2 >= LONGER, "{took2:?}");
+}
+
 #[test]
 fn zero_timeouts_are_invalid_input() {
     let (client, _server) = pair();

@@ -157,7 +157,7 @@ pub(crate) fn park(what: &'static str, blocker: &Arc<Parker>, deadline: Option<I
 
 pub(crate) use home::drain;
 pub(crate) use reaper::retire;
-pub(crate) use timer::{ARMED, Armed, CANCELLED, FIRED, arm_interrupt, arm_io, disarm};
+pub(crate) use timer::{ARMED, Armed, CANCELLED, FIRED, IoTimer, arm_interrupt, disarm};
 
 #[cfg(test)]
 mod tests {

@@ -22,6 +22,7 @@ use std::ops::Deref;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
 use may::io::{AsIoData, WaitIo};
 
@@ -39,6 +40,9 @@ pub(crate) struct Registered<T: AsIoData + Send + 'static> {
     /// duplicate descriptor each, made when a greenlet of that worker first waits on the
     /// socket ([`here`](Registered::here)), so that readiness resumes it on its own worker.
     elsewhere: OnceLock<Box<[OnceLock<Registered<T>>]>>,
+    /// The timer's wake-up of this registration's waiter at its deadline, kept from one
+    /// wait to the next (`net::wait`).
+    timer: crate::deadline::IoTimer,
 }
 
 /// The readiness flag that may's `WaitIoWaker::wakeup` sets (`wait_io.rs`).
@@ -82,7 +86,15 @@ impl<T: AsIoData + Send + 'static> Registered<T> {
             io: Some(Box::new(ManuallyDrop::new(io))),
             tails: Tails::default(),
             elsewhere: OnceLock::new(),
+            timer: crate::deadline::IoTimer::default(),
         }
+    }
+
+    /// Makes sure the crate's timer wakes the greenlet waiting on this registration at
+    /// `deadline` or before it (but after `now`); `false` if the timer thread could not be
+    /// started. Keeps the wake-up armed for the next wait (see `deadline::IoTimer`).
+    pub(crate) fn wake_by(&self, deadline: Instant, now: Instant) -> bool {
+        self.timer.wake_by(deadline, now, || self.io().waker())
     }
 
     /// may's `wait_io` on the registration, noting where may may still be reading it; the

@@ -25,7 +25,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use may::io::{AsIoData, WaitIo};
+use may::io::AsIoData;
 
 use super::registered::{Again, Registered};
 
@@ -215,6 +215,9 @@ pub(crate) fn timed_out() -> io::Error {
 /// Runs `op`, a non-blocking system call on `socket`'s descriptor, until it does anything but
 /// report `WouldBlock`, waiting for `interest` between tries; fails with `TimedOut` once
 /// `timeout` has passed. Never returns `TimedOut` before the time-out, never hangs past it.
+///
+/// The time-out starts when the first try would block: a call that completes at once (most
+/// writes, and reads of data already there) reads no clock.
 pub(crate) fn io<S, R>(
     what: &'static str,
     socket: &Registered<S>,
@@ -226,14 +229,8 @@ pub(crate) fn io<S, R>(
 where
     S: AsIoData + AsRawFd + Again + Send + 'static,
 {
-    io_until(
-        what,
-        socket,
-        gate,
-        interest,
-        timeout.and_then(crate::deadline::deadline),
-        op,
-    )
+    let ends = timeout.map_or(Ends::Never, Ends::After);
+    wait_loop(what, socket, gate, interest, ends, op)
 }
 
 /// [`io`] with a deadline instead of a time-out.
@@ -243,6 +240,60 @@ pub(crate) fn io_until<S, R>(
     gate: Option<&Gate>,
     interest: Interest,
     deadline: Option<Instant>,
+    op: impl FnMut() -> io::Result<R>,
+) -> io::Result<R>
+where
+    S: AsIoData + AsRawFd + Again + Send + 'static,
+{
+    let ends = deadline.map_or(Ends::Never, Ends::At);
+    wait_loop(what, socket, gate, interest, ends, op)
+}
+
+/// When a wait ends.
+#[derive(Clone, Copy)]
+enum Ends {
+    /// A time-out whose deadline is fixed when the first wait starts.
+    After(Duration),
+    At(Instant),
+    Never,
+}
+
+impl Ends {
+    /// Fixes the deadline (a time-out starts now) and returns it with the time now; `Ok(None)`
+    /// for no deadline (no clock is read), `Err(())` once it has passed.
+    fn fix(&mut self) -> Result<Option<(Instant, Instant)>, ()> {
+        let now = match *self {
+            Ends::Never => return Ok(None),
+            Ends::After(t) => {
+                let now = Instant::now();
+                // A time-out too long to represent is no deadline.
+                *self = now.checked_add(t).map_or(Ends::Never, Ends::At);
+                now
+            }
+            Ends::At(_) => Instant::now(),
+        };
+        match *self {
+            Ends::At(d) if d > now => Ok(Some((d, now))),
+            Ends::At(_) => Err(()),
+            _ => Ok(None),
+        }
+    }
+
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Ends::At(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// The loop of [`io`] and [`io_until`].
+fn wait_loop<S, R>(
+    what: &'static str,
+    socket: &Registered<S>,
+    gate: Option<&Gate>,
+    interest: Interest,
+    mut ends: Ends,
     mut op: impl FnMut() -> io::Result<R>,
 ) -> io::Result<R>
 where
@@ -269,27 +320,29 @@ where
         if past_deadline {
             return Err(timed_out());
         }
-        if crate::deadline::left(deadline).is_err() {
+        let Ok(deadline) = ends.fix() else {
             // One more try, made after the deadline: data queued before it is returned.
             past_deadline = true;
             continue;
-        }
+        };
         if may::coroutine::is_coroutine() {
             in_greenlet(what, socket, gate, deadline);
         } else {
-            on_thread(fd, interest, deadline)?;
+            on_thread(fd, interest, ends.deadline())?;
         }
     }
 }
 
 /// Parks the greenlet until the socket reports readiness (possibly spuriously: the caller
-/// tries again), `deadline` passes, or a kill arrives (it unwinds).
+/// tries again), the deadline passes (`deadline` is the deadline and the time now), or a kill
+/// arrives (it unwinds).
 fn in_greenlet<S: AsIoData + Send + 'static>(
     what: &'static str,
     socket: &Registered<S>,
     gate: Option<&Gate>,
-    deadline: Option<Instant>,
+    deadline: Option<(Instant, Instant)>,
 ) {
+    let at = deadline.map(|(at, _)| at);
     let _pass = match gate {
         None => None,
         Some(g) => match g.try_enter() {
@@ -297,35 +350,24 @@ fn in_greenlet<S: AsIoData + Send + 'static>(
             None => {
                 // Another greenlet waits on the socket: queue behind it, then let the caller
                 // try the call again (what woke that one may be there for this one too).
-                drop(g.enter(what, deadline));
+                drop(g.enter(what, at));
                 return;
             }
         },
     };
-    let armed = deadline.and_then(|at| crate::deadline::arm_io(at, socket.waker()));
-    if deadline.is_some() && armed.is_none() {
+    if let Some((at, now)) = deadline
+        && !socket.wake_by(at, now)
+    {
         // The timer thread could not be started: poll the socket every millisecond (the
         // crate's sleep, whose may time-out is safe; may's own `sleep` is not:
         // `docs/upstream.md`, item 13).
         crate::sleep(Duration::from_millis(1));
         return;
     }
-    let _disarm = Disarm(armed);
-    crate::monitor::blocking_until(what, deadline, || {
+    crate::monitor::blocking_until(what, at, || {
         socket.wait_io();
         crate::greenlet::kill::after_wait_io();
     });
-}
-
-/// Disarms the socket's deadline when the wait ends, also when a kill unwinds it.
-struct Disarm(Option<crate::deadline::Armed>);
-
-impl Drop for Disarm {
-    fn drop(&mut self) {
-        if let Some(armed) = self.0.take() {
-            crate::deadline::disarm(armed);
-        }
-    }
 }
 
 /// Blocks the thread in `poll(2)` until `fd` is ready for `interest`, an error or hang-up is

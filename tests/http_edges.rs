@@ -16,26 +16,10 @@ use greenlet::http::{Body, HeaderValue, Method, Request, Response, Server, heade
 use greenlet::net::TcpStream;
 use greenlet::queue::Queue;
 use greenlet::sync::Event;
+use support::Failing;
 use support::ms;
 use support::watchdog::bounded;
 use support::{http_raw as raw, status_of};
-
-/// A reader that gives `good` bytes, then fails.
-struct Failing {
-    good: usize,
-}
-
-impl Read for Failing {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.good == 0 {
-            return Err(io::Error::other("the source broke"));
-        }
-        let n = out.len().min(self.good);
-        out[..n].fill(b'x');
-        self.good -= n;
-        Ok(n)
-    }
-}
 
 fn serve<H>(handler: H) -> Server
 where

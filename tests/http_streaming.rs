@@ -11,26 +11,10 @@ use std::time::{Duration, Instant};
 
 use greenlet::http::{Body, Request, Response, Server, StatusCode};
 use greenlet::net::TcpStream;
+use support::Failing;
 use support::ms;
 use support::watchdog::bounded;
 use support::{http_raw as raw, status_of};
-
-/// A reader that gives `good` bytes, then fails.
-struct Failing {
-    good: usize,
-}
-
-impl Read for Failing {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.good == 0 {
-            return Err(io::Error::other("the source broke"));
-        }
-        let n = out.len().min(self.good);
-        out[..n].fill(b'x');
-        self.good -= n;
-        Ok(n)
-    }
-}
 
 fn server() -> Server {
     let server = Server::bind("127.0.0.1:0", |mut req: Request<Body>| {

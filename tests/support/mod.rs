@@ -196,3 +196,20 @@ pub fn status_of(response: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
+
+/// A reader that gives `good` bytes of `x`, then fails (a response body whose source breaks).
+pub struct Failing {
+    pub good: usize,
+}
+
+impl Read for Failing {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.good == 0 {
+            return Err(std::io::Error::other("the source broke"));
+        }
+        let n = out.len().min(self.good);
+        out[..n].fill(b'x');
+        self.good -= n;
+        Ok(n)
+    }
+}

@@ -117,7 +117,8 @@ impl<'a> Connection<'a> {
     /// Runs the handler and writes its response; `false` if the connection ends.
     fn answer(&mut self, req: Request<Body>, mut answer: Answer) -> bool {
         let (method, uri) = (req.method().clone(), req.uri().clone());
-        let started = Instant::now();
+        // The access log's clock is read only when the log is on.
+        let started = log::log_enabled!(log::Level::Debug).then(Instant::now);
         let response = self.call(req, &method, &uri);
         let Some(wire) = self.lock_after_handler() else {
             log::warn!(
@@ -167,11 +168,13 @@ impl<'a> Connection<'a> {
         // The request's `Body` reads nothing from now on.
         wire.body.seq += 1;
         wire.body.decoder = Decoder::Done;
-        log::debug!(
-            "{} \"{method} {uri}\" {status} {:?}",
-            self.info.peer,
-            started.elapsed()
-        );
+        if let Some(started) = started {
+            log::debug!(
+                "{} \"{method} {uri}\" {status} {:?}",
+                self.info.peer,
+                started.elapsed()
+            );
+        }
         if !keep {
             let _ = wire.flush();
         }

@@ -37,8 +37,8 @@ pub(crate) struct Core {
     permits: Mutex<Option<Arc<Semaphore>>>,
     serving: Mutex<Option<Greenlet<()>>>,
     stopped: Flag,
-    /// Called while the serving loop waits for a free slot (an HTTP server closes an idle
-    /// connection to make room).
+    /// Called while an accepted connection waits for a free slot (an HTTP server closes an
+    /// idle connection to make room).
     on_full: Mutex<Option<OnFull>>,
 }
 
@@ -66,7 +66,7 @@ impl Core {
         self.limit.store(n, Ordering::Relaxed);
     }
 
-    /// Sets what to call while the serving loop waits for a free slot.
+    /// Sets what to call while an accepted connection waits for a free slot.
     pub(crate) fn set_on_full(&self, f: OnFull) {
         *lock(&self.on_full) = Some(f);
     }
@@ -174,23 +174,44 @@ impl Slots {
     /// once [`Ticket::admit`] is called (after the connection or datagram arrived).
     pub(crate) fn reserve(&self) -> Ticket {
         if let Some(p) = &self.permits {
-            match p.try_acquire() {
-                Some(g) => g.forget(),
-                None => {
-                    let on_full = lock(&self.core.on_full).clone();
-                    match on_full {
-                        None => p.acquire_raw(),
-                        Some(f) => loop {
-                            f();
-                            if let Some(g) = p.acquire_timeout(FULL_POLL) {
-                                g.forget();
-                                break;
-                            }
-                        },
-                    }
+            p.acquire_raw();
+        }
+        self.ticket()
+    }
+
+    /// A ticket if a slot is free now.
+    pub(crate) fn try_reserve(&self) -> Option<Ticket> {
+        match &self.permits {
+            Some(p) => p.try_acquire().map(|g| {
+                g.forget();
+                self.ticket()
+            }),
+            None => Some(self.ticket()),
+        }
+    }
+
+    /// The hook to call at the limit, if any: then a connection is accepted before its slot is
+    /// free, and [`reserve_making_room`](Self::reserve_making_room) waits for the slot.
+    pub(crate) fn on_full(&self) -> Option<OnFull> {
+        lock(&self.core.on_full).clone()
+    }
+
+    /// Waits for a slot for a connection already accepted, calling `on_full` at once and then
+    /// every 100 ms while the limit is reached (it closes an idle connection to make room).
+    pub(crate) fn reserve_making_room(&self, on_full: &OnFull) -> Ticket {
+        if let Some(p) = &self.permits {
+            loop {
+                on_full();
+                if let Some(g) = p.acquire_timeout(FULL_POLL) {
+                    g.forget();
+                    break;
                 }
             }
         }
+        self.ticket()
+    }
+
+    fn ticket(&self) -> Ticket {
         Ticket {
             core: self.core.clone(),
             permits: self.permits.clone(),

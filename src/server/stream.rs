@@ -119,8 +119,8 @@ impl StreamServer {
         self
     }
 
-    /// Calls `f` while the accept loop waits for a free slot at the
-    /// [`max_connections`](Self::max_connections) limit (first at once, then every 100 ms).
+    /// At the [`max_connections`](Self::max_connections) limit, accepts the next connection
+    /// before its slot is free and calls `f` (at once, then every 100 ms) until one is.
     pub(crate) fn on_full(self, f: super::core::OnFull) -> StreamServer {
         self.inner.core.set_on_full(f);
         self
@@ -190,17 +190,28 @@ impl StreamServer {
 impl Inner {
     fn accept_loop(&self, listener: &TcpListener, slots: &Slots) {
         let mut backoff = Backoff::new();
+        let on_full = slots.on_full();
         loop {
-            let mut ticket = slots.reserve();
+            // At the limit with an `on_full` hook, the connection is accepted first and room
+            // made for it then: nothing is closed while no client waits.
+            let early = match &on_full {
+                Some(_) => slots.try_reserve(),
+                None => Some(slots.reserve()),
+            };
             let (conn, peer) = match listener.accept_std() {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    drop(ticket);
+                    drop(early);
                     backoff.failed("StreamServer accept", &e);
                     continue;
                 }
             };
             backoff.succeeded();
+            let mut ticket = match (early, &on_full) {
+                (Some(ticket), _) => ticket,
+                (None, Some(f)) => slots.reserve_making_room(f),
+                (None, None) => slots.reserve(),
+            };
             ticket.admit();
             if self.nodelay.load(Ordering::Relaxed)
                 && let Err(e) = conn.set_nodelay(true)

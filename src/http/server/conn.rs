@@ -182,19 +182,9 @@ impl<'a> Connection<'a> {
     }
 
     /// The connection after the handler returned. While a greenlet the handler gave the body
-    /// to still reads it, the response waits (polling), at most until the body's deadline.
+    /// to still reads it, the response waits, at most until the body's deadline.
     fn lock_after_handler(&self) -> Option<MutexGuard<'_, Wire>> {
-        let mut until = None;
-        loop {
-            if let Some(w) = lock(&self.wire) {
-                return Some(w);
-            }
-            let deadline = *until.get_or_insert_with(|| deadline(self.body_timeout));
-            if Instant::now() >= deadline {
-                return None;
-            }
-            crate::sleep(Duration::from_millis(1));
-        }
+        response::lock_until(&self.wire, response::deadline(self.body_timeout)).ok()
     }
 
     /// A response the connection can send: an interim status (1xx, which only the server
@@ -260,7 +250,7 @@ impl<'a> Connection<'a> {
                 Some(
                     *self
                         .head_deadline
-                        .get_or_insert_with(|| deadline(wire.limits.head_timeout)),
+                        .get_or_insert_with(|| response::deadline(wire.limits.head_timeout)),
                 )
             };
             if idle && !self.idle.waiting() {
@@ -357,7 +347,7 @@ impl<'a> Connection<'a> {
         let body = &mut wire.body;
         body.decoder = decoder;
         body.received = 0;
-        body.deadline = (decoder != Decoder::Done).then(|| deadline(limits.body_timeout));
+        body.deadline = (decoder != Decoder::Done).then(|| response::deadline(limits.body_timeout));
         body.owe_continue = facts.expect_continue && decoder != Decoder::Done;
         body.failure = None;
         body.trailers = None;
@@ -394,10 +384,4 @@ fn reject(shared: &Mutex<Wire>, guard: MutexGuard<'_, Wire>, status: StatusCode)
     if let Some(mut wire) = lock(shared) {
         let _ = wire.flush();
     }
-}
-
-/// `now + limit`, or a year from now for a limit too large to add.
-fn deadline(limit: Duration) -> Instant {
-    crate::deadline::deadline(limit)
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
 }

@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::io::{self, Read};
 use std::sync::{Mutex, MutexGuard, TryLockError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, Method, Response, StatusCode, Version, header};
 
@@ -213,16 +213,12 @@ pub(super) fn write(
         (false, Version::HTTP_10) => Keep::Alive10,
         (false, _) => Keep::AsIs,
     };
-    if own && !answer.head_only && frame != Frame::None {
-        // An echo: the client waits for this before it sends the body.
-        wire.send_continue()?;
-    }
-    let (start, flushes) = (wire.out.len(), wire.flushes);
-    head(&mut wire.out, status, &parts.headers, frame, how);
     if answer.head_only || frame == Frame::None {
+        head(&mut wire.out, status, &parts.headers, frame, how);
         return Ok(close);
     }
     if let Some(bytes) = body.as_bytes() {
+        head(&mut wire.out, status, &parts.headers, frame, how);
         // In memory: its length is the frame's (`Body::len`).
         if bytes.len() >= FLUSH_AT {
             // Written from where it is, after the head: not copied.
@@ -232,37 +228,86 @@ pub(super) fn write(
         }
         return Ok(close);
     }
-    let whole = if own {
-        stream_own(&mut wire, frame)?
+    // A streamed body: the request's own, or a reader that may wrap it. A 100 Continue still
+    // owed goes out before the final head (the body's first read would send it after).
+    wire.send_continue()?;
+    let until = wire
+        .body
+        .deadline
+        .unwrap_or_else(|| deadline(wire.limits.write_timeout));
+    // The first piece is read before the head is committed, so that a body that fails at
+    // once is answered with its own status (400, 408, 413), else 500, not a success cut short.
+    let mut left = budget(frame);
+    let mut chunk = vec![0; CHUNK.min(usize::try_from(left).unwrap_or(CHUNK))];
+    let first = if chunk.is_empty() {
+        Some(0)
+    } else if own {
+        pull(|| wire.read_body(&mut chunk))
     } else {
         drop(wire);
-        let whole = stream_unlocked(shared, &mut body, frame)?;
-        wire = lock(shared)?;
+        let first = pull(|| body.read(&mut chunk));
+        wire = lock_until(shared, until)?;
+        first
+    };
+    let Some(n) = first else {
+        let status = match wire.body.failure {
+            Some(Failure::Reject(s)) => s,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        head(
+            &mut wire.out,
+            status,
+            &HeaderMap::new(),
+            Frame::Length(0),
+            Keep::Close,
+        );
+        return Ok(true);
+    };
+    head(&mut wire.out, status, &parts.headers, frame, how);
+    frame_onto(&mut wire.out, frame, &chunk[..n]);
+    left -= n as u64;
+    let whole = if n == 0 {
+        finish(&mut wire.out, frame, left)
+    } else if own {
+        stream_own(&mut wire, frame, left, &mut chunk)?
+    } else {
+        // What the reader gave goes out now: it may be slow to give more.
+        wire.flush()?;
+        drop(wire);
+        let whole = stream_unlocked(shared, &mut body, frame, left, &mut chunk, until)?;
+        wire = lock_until(shared, until)?;
         whole
     };
     if !whole {
-        if wire.flushes == flushes {
-            // Nothing of this response went out yet: answer with the error instead of a
-            // truncated success (the request body's own status, else 500).
-            wire.out.truncate(start);
-            let status = match wire.body.failure {
-                Some(Failure::Reject(s)) => s,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            head(
-                &mut wire.out,
-                status,
-                &HeaderMap::new(),
-                Frame::Length(0),
-                Keep::Close,
-            );
-        } else {
-            // Part of it went out: the client must see an error, not an end.
-            wire.flush()?;
+        // Part of it went out: the client must see an error, not an end. Where nothing else
+        // delimits the body (until close), the close is a reset.
+        wire.flush()?;
+        if frame == Frame::Close {
             wire.reset();
         }
     }
     Ok(close || !whole)
+}
+
+/// The connection, waiting (polling, backing off to 50 ms) while another greenlet holds it
+/// (one still reading the request body), at most until `until`.
+pub(super) fn lock_until(shared: &Mutex<Wire>, until: Instant) -> io::Result<MutexGuard<'_, Wire>> {
+    let mut nap = Duration::from_millis(1);
+    loop {
+        match lock(shared) {
+            Err(e) if e.kind() == io::ErrorKind::ResourceBusy && Instant::now() < until => {
+                crate::sleep(nap);
+                nap = (nap * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// `now + limit`, or a year from now for a limit too large to add.
+pub(super) fn deadline(limit: Duration) -> Instant {
+    crate::deadline::deadline(limit)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
 }
 
 /// Frames `data` onto `out` as `frame` says.
@@ -312,11 +357,9 @@ fn finish(out: &mut Vec<u8>, frame: Frame, left: u64) -> bool {
     true
 }
 
-/// Copies the request's own body back (an echo) under `frame`, the connection locked;
-/// `Ok(false)` if it ended early or failed (the response is left incomplete on purpose).
-fn stream_own(wire: &mut Wire, frame: Frame) -> io::Result<bool> {
-    let mut left = budget(frame);
-    let mut chunk = vec![0; CHUNK];
+/// Copies the rest of the request's own body back (an echo) under `frame`, the connection
+/// locked; `Ok(false)` if it ended early or failed (the response is left incomplete).
+fn stream_own(wire: &mut Wire, frame: Frame, mut left: u64, chunk: &mut [u8]) -> io::Result<bool> {
     while left > 0 {
         let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = match pull(|| wire.read_body(&mut chunk[..want])) {
@@ -325,7 +368,7 @@ fn stream_own(wire: &mut Wire, frame: Frame) -> io::Result<bool> {
             None => return Ok(false),
         };
         frame_onto(&mut wire.out, frame, &chunk[..n]);
-        left = left.saturating_sub(n as u64);
+        left -= n as u64;
         if wire.out.len() >= FLUSH_AT {
             wire.flush()?;
         }
@@ -333,11 +376,16 @@ fn stream_own(wire: &mut Wire, frame: Frame) -> io::Result<bool> {
     Ok(finish(&mut wire.out, frame, left))
 }
 
-/// Copies a body from its reader under `frame`, locking the connection only to write, and
-/// writing out each piece as the reader gives it.
-fn stream_unlocked(shared: &Mutex<Wire>, body: &mut Body, frame: Frame) -> io::Result<bool> {
-    let mut left = budget(frame);
-    let mut chunk = vec![0; CHUNK];
+/// Copies the rest of a body from its reader under `frame`, locking the connection only to
+/// write, and writing out each piece as the reader gives it.
+fn stream_unlocked(
+    shared: &Mutex<Wire>,
+    body: &mut Body,
+    frame: Frame,
+    mut left: u64,
+    chunk: &mut [u8],
+    until: Instant,
+) -> io::Result<bool> {
     while left > 0 {
         let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = match pull(|| body.read(&mut chunk[..want])) {
@@ -345,14 +393,12 @@ fn stream_unlocked(shared: &Mutex<Wire>, body: &mut Body, frame: Frame) -> io::R
             Some(n) => n,
             None => return Ok(false),
         };
-        let mut wire = lock(shared)?;
+        let mut wire = lock_until(shared, until)?;
         frame_onto(&mut wire.out, frame, &chunk[..n]);
-        left = left.saturating_sub(n as u64);
-        // What the reader gave goes out now: it may be slow to give more (a trickling
-        // origin, server-sent events).
+        left -= n as u64;
         wire.flush()?;
     }
-    Ok(finish(&mut lock(shared)?.out, frame, left))
+    Ok(finish(&mut lock_until(shared, until)?.out, frame, left))
 }
 
 /// Writes a response head right away (an upgrade's 101), after what was pending.

@@ -78,8 +78,6 @@ pub(super) struct Wire {
     /// Response bytes not yet written.
     pub out: Vec<u8>,
     pub limits: Limits,
-    /// How many times `out` was written out (a response not yet flushed can be replaced).
-    pub flushes: u64,
     /// The socket's read time-out now (it changes only near a deadline).
     pub read_timeout: Duration,
     pub body: BodyState,
@@ -100,7 +98,6 @@ impl Wire {
             scratch: Box::new([0; 8192]),
             out: Vec::with_capacity(4096),
             limits,
-            flushes: 0,
             read_timeout: limits.timeout.max(Duration::from_nanos(1)),
             body: BodyState {
                 seq: 0,
@@ -129,7 +126,6 @@ impl Wire {
             return Ok(());
         }
         let conn = self.conn.as_mut().ok_or_else(closed)?;
-        self.flushes += 1;
         let mut bufs = [io::IoSlice::new(&self.out), io::IoSlice::new(more)];
         let mut bufs = &mut bufs[..];
         io::IoSlice::advance_slices(&mut bufs, 0);

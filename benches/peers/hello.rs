@@ -4,8 +4,8 @@
 //!
 //! Each answers like `http_hello`: `Hello, {name}!\n` (`name` is the request target without
 //! its leading `/`, `world` when empty), `Content-Type: text/plain`, and `Content-Length`.
-//! What the frameworks add on their own is kept as small as they allow: hyper's `Date` is
-//! turned off (`http_hello` sends none); may_minihttp always adds `Server` and `Date`.
+//! All three send `date`, as RFC 9110 asks of an origin server; may_minihttp also adds
+//! `Server`.
 #![allow(dead_code)] // each user takes one of the two servers
 
 use std::convert::Infallible;
@@ -44,8 +44,6 @@ pub async fn hyper_serve(listener: tokio::net::TcpListener) {
             });
             let _ = http1::Builder::new()
                 .keep_alive(true)
-                // Off while `http_hello` sends no `Date` (issue 17 adds one: then remove this).
-                .auto_date_header(false)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

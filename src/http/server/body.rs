@@ -3,12 +3,12 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, Bytes};
 use http::HeaderMap;
 
-use super::wire::{Decoder, Wire};
+use super::wire::{Decoder, Wire, try_lock};
 
 /// A body, read with [`std::io::Read`]: the request body a handler receives, and anything a
 /// handler answers with.
@@ -221,15 +221,11 @@ impl Read for Body {
             }
             Kind::Reader { reader, .. } => reader.read(out),
             Kind::Incoming(i) => {
-                let mut wire = match i.wire.try_lock() {
-                    Ok(w) => w,
-                    Err(TryLockError::Poisoned(p)) => p.into_inner(),
-                    Err(TryLockError::WouldBlock) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::ResourceBusy,
-                            "the request body is being read by another greenlet",
-                        ));
-                    }
+                let Some(mut wire) = try_lock(&i.wire) else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ResourceBusy,
+                        "the request body is being read by another greenlet",
+                    ));
                 };
                 if wire.body.seq != i.seq {
                     return Err(io::Error::new(

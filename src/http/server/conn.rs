@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use http::{
@@ -15,7 +15,7 @@ use super::body::Body;
 use super::framing::{self, Framing};
 use super::idle::Member;
 use super::response::{self, Answer};
-use super::wire::{Decoder, Failure, Stop, Wire};
+use super::wire::{Decoder, Failure, Stop, Wire, try_lock};
 use super::{ConnInfo, Handler};
 use crate::net::TcpStream;
 
@@ -46,14 +46,6 @@ pub(super) struct Connection<'a> {
     names: Vec<(HeaderName, Range<usize>)>,
 }
 
-fn lock(wire: &Mutex<Wire>) -> Option<MutexGuard<'_, Wire>> {
-    match wire.try_lock() {
-        Ok(w) => Some(w),
-        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
-        Err(TryLockError::WouldBlock) => None,
-    }
-}
-
 impl<'a> Connection<'a> {
     pub(super) fn new(
         conn: TcpStream,
@@ -75,7 +67,9 @@ impl<'a> Connection<'a> {
 
     pub(super) fn serve(mut self) {
         {
-            let Some(wire) = lock(&self.wire) else { return };
+            let Some(wire) = try_lock(&self.wire) else {
+                return;
+            };
             let conn = wire.conn.as_ref().expect("a new connection");
             // A zero idle time-out closes a silent connection as soon as possible (std
             // refuses a zero socket time-out).
@@ -88,7 +82,7 @@ impl<'a> Connection<'a> {
         }
         loop {
             let shared = self.wire.clone();
-            let next = match lock(&shared) {
+            let next = match try_lock(&shared) {
                 Some(mut wire) => self.next_request(&mut wire),
                 None => return,
             };
@@ -96,13 +90,13 @@ impl<'a> Connection<'a> {
                 Next::Request(req, answer) => (req, answer),
                 Next::Reject(status) => {
                     log::debug!("{}: rejected with {status}", self.info.peer);
-                    if let Some(wire) = lock(&self.wire) {
+                    if let Some(wire) = try_lock(&self.wire) {
                         reject(&self.wire, wire, status);
                     }
                     return;
                 }
                 Next::Closed => {
-                    if let Some(mut wire) = lock(&self.wire) {
+                    if let Some(mut wire) = try_lock(&self.wire) {
                         let _ = wire.flush();
                     }
                     return;
@@ -161,7 +155,7 @@ impl<'a> Connection<'a> {
             Ok(close) => close,
             Err(_) => return false,
         };
-        let Some(mut wire) = lock(&self.wire) else {
+        let Some(mut wire) = try_lock(&self.wire) else {
             return false;
         };
         let keep = !close && (wire.body.decoder == Decoder::Done || wire.drain(DRAIN));
@@ -381,7 +375,7 @@ fn reject(shared: &Mutex<Wire>, guard: MutexGuard<'_, Wire>, status: StatusCode)
     *r.status_mut() = status;
     let answer = Answer::new(&Method::GET, Version::HTTP_11, true);
     let _ = response::write(shared, r, &answer);
-    if let Some(mut wire) = lock(shared) {
+    if let Some(mut wire) = try_lock(shared) {
         let _ = wire.flush();
     }
 }

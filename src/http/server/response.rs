@@ -3,13 +3,13 @@
 
 use std::cell::Cell;
 use std::io::{self, Read};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, Method, Response, StatusCode, Version, header};
 
 use super::body::Body;
-use super::wire::{Decoder, Failure, Wire};
+use super::wire::{Decoder, Failure, Wire, try_lock};
 
 /// Response bytes gathered before they are written (more goes out at once).
 const FLUSH_AT: usize = 32 * 1024;
@@ -153,14 +153,12 @@ fn declared(headers: &HeaderMap) -> Option<u64> {
 
 /// Locks the connection, unless someone else holds it.
 fn lock(wire: &Mutex<Wire>) -> io::Result<MutexGuard<'_, Wire>> {
-    match wire.try_lock() {
-        Ok(w) => Ok(w),
-        Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
-        Err(TryLockError::WouldBlock) => Err(io::Error::new(
+    try_lock(wire).ok_or_else(|| {
+        io::Error::new(
             io::ErrorKind::ResourceBusy,
             "the connection is in use by another greenlet",
-        )),
-    }
+        )
+    })
 }
 
 /// Whether `body` is the body of the request being answered on `wire`.

@@ -125,15 +125,11 @@ fn invalid(msg: &str) -> io::Error {
 pub fn upgrade(req: &mut Request<Body>, response: Response<()>) -> io::Result<Upgraded> {
     let not_ours = "upgrade: the request was not received by a greenlet http::Server";
     let incoming = req.body().as_incoming().ok_or_else(|| invalid(not_ours))?;
-    let mut wire = match incoming.wire.try_lock() {
-        Ok(w) => w,
-        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => {
-            return Err(io::Error::new(
-                io::ErrorKind::ResourceBusy,
-                "upgrade: the request body is being read by another greenlet",
-            ));
-        }
+    let Some(mut wire) = super::wire::try_lock(&incoming.wire) else {
+        return Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            "upgrade: the request body is being read by another greenlet",
+        ));
     };
     if wire.body.seq != incoming.seq || wire.conn.is_none() {
         return Err(invalid("upgrade: the request was already answered"));

@@ -2,6 +2,7 @@
 //! (`Content-Length` or `chunked`), with the deadlines a trickling client cannot stretch.
 
 use std::io::{self, Read, Write};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
@@ -85,6 +86,17 @@ pub(super) struct Wire {
 
 /// The most chunk-extension bytes read for one body (hyper's bound).
 const MAX_EXTENSIONS: u64 = 16 * 1024;
+
+/// The connection, unless another greenlet holds it now (it is only ever tried, never
+/// waited for: holding it across a socket wait would block a worker). A poisoned lock is
+/// taken as it is: the wire's state stays consistent between calls.
+pub(super) fn try_lock(wire: &Mutex<Wire>) -> Option<MutexGuard<'_, Wire>> {
+    match wire.try_lock() {
+        Ok(w) => Some(w),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
 
 fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "the connection was taken over")

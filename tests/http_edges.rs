@@ -17,20 +17,10 @@ use greenlet::net::TcpStream;
 use greenlet::queue::Queue;
 use greenlet::sync::Event;
 use support::Failing;
+use support::http_serve as serve;
 use support::ms;
 use support::watchdog::bounded;
 use support::{http_raw as raw, status_of};
-
-fn serve<H>(handler: H) -> Server
-where
-    H: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
-{
-    let server = Server::bind("127.0.0.1:0", handler)
-        .unwrap()
-        .body_timeout(Duration::from_secs(10));
-    server.start().unwrap();
-    server
-}
 
 /// Final (non-1xx) status lines in a raw byte stream.
 fn finals(got: &str) -> usize {

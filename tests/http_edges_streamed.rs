@@ -11,20 +11,10 @@ use std::time::{Duration, Instant};
 
 use greenlet::http::{Body, Request, Response, Server};
 use support::Failing;
+use support::http_serve as serve;
 use support::ms;
 use support::status_of;
 use support::watchdog::bounded;
-
-fn serve<H>(handler: H) -> Server
-where
-    H: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
-{
-    let server = Server::bind("127.0.0.1:0", handler)
-        .unwrap()
-        .body_timeout(Duration::from_secs(10));
-    server.start().unwrap();
-    server
-}
 
 fn client(addr: std::net::SocketAddr, timeout: u64) -> std::net::TcpStream {
     let s = std::net::TcpStream::connect(addr).unwrap();

@@ -213,3 +213,21 @@ impl Read for Failing {
         Ok(n)
     }
 }
+
+/// An `http::Server` on a free loopback port running `handler`, started, with a 10 s body
+/// deadline.
+pub fn http_serve<H>(handler: H) -> greenlet::http::Server
+where
+    H: Fn(
+            greenlet::http::Request<greenlet::http::Body>,
+        ) -> greenlet::http::Response<greenlet::http::Body>
+        + Send
+        + Sync
+        + 'static,
+{
+    let server = greenlet::http::Server::bind("127.0.0.1:0", handler)
+        .unwrap()
+        .body_timeout(Duration::from_secs(10));
+    server.start().unwrap();
+    server
+}

@@ -197,9 +197,7 @@ impl<'a> Connection<'a> {
             "{}: the handler of \"{method} {uri}\" answered {status}: {bad}; sending 500",
             self.info.peer
         );
-        let mut r = Response::new(Body::from("internal server error"));
-        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-        r
+        internal_error()
     }
 
     /// Runs the handler; a panic becomes a 500 for this request only. A kill (the server
@@ -214,9 +212,7 @@ impl<'a> Connection<'a> {
                 self.info.peer,
                 crate::panic::message(&*p)
             );
-            let mut r = Response::new(Body::from("internal server error"));
-            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            r
+            internal_error()
         })
     }
 
@@ -366,6 +362,13 @@ impl<'a> Connection<'a> {
         req.extensions_mut().insert(self.info);
         Some(Next::Request(req, answer))
     }
+}
+
+/// The 500 that replaces a handler's response (a panic, a status the connection cannot send).
+fn internal_error() -> Response<Body> {
+    let mut r = Response::new(Body::from("internal server error"));
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    r
 }
 
 /// Answers with `status` and an empty body, closing.

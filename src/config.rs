@@ -1,6 +1,6 @@
 //! Runtime configuration (gevent's `gevent.config`), read once when the runtime starts.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, Once};
 use std::time::Duration;
 
@@ -15,7 +15,11 @@ pub(crate) const MIN_STACK_BYTES: usize = 8 * 1024;
 /// debug build (measured), and an overflow stops the greenlet and leaks its resources. Only the
 /// pages a greenlet touches cost memory, so a parked greenlet's RSS does not grow with this.
 const DEFAULT_STACK_BYTES: usize = 128 * 1024;
-const DEFAULT_POOL_CAPACITY: usize = 1000;
+/// may's own pool of pre-made stacks is filled when the runtime starts (1,000 took 16-21 ms
+/// here, delaying the first spawn); warm greenlets (`greenlet::warm`) replace it.
+const DEFAULT_POOL_CAPACITY: usize = 0;
+/// How long a finished greenlet's coroutine stays warm for the next spawn.
+const DEFAULT_KEEP_WARM: Duration = Duration::from_secs(10);
 /// gevent's resolver pool has 10 threads and its users hit that ceiling (gevent #1904);
 /// threads here are started on demand and leave after 10 s idle, so a larger cap costs nothing.
 const DEFAULT_THREADPOOL_SIZE: usize = 64;
@@ -24,6 +28,7 @@ const DEFAULT_THREADPOOL_SIZE: usize = 64;
 static WORKERS: AtomicUsize = AtomicUsize::new(0); // 0 = one per core
 static STACK_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_STACK_BYTES);
 static POOL_CAPACITY: AtomicUsize = AtomicUsize::new(DEFAULT_POOL_CAPACITY);
+static KEEP_WARM_NS: AtomicU64 = AtomicU64::new(DEFAULT_KEEP_WARM.as_nanos() as u64);
 static PIN_WORKERS: AtomicBool = AtomicBool::new(false);
 static THREADPOOL_SIZE: AtomicUsize = AtomicUsize::new(DEFAULT_THREADPOOL_SIZE);
 static MAX_GREENLETS: AtomicUsize = AtomicUsize::new(0); // 0 = no expectation stated
@@ -68,6 +73,7 @@ pub struct Config {
     workers: Option<usize>,
     stack_size: Option<usize>,
     pool_capacity: Option<usize>,
+    keep_warm: Option<Duration>,
     pin_workers: Option<bool>,
     threadpool_size: Option<usize>,
     max_greenlets: Option<usize>,
@@ -99,12 +105,38 @@ impl Config {
         self
     }
 
-    /// How many finished greenlet stacks are kept for reuse (default 1,000).
+    /// How many stacks may keeps pre-made for new coroutines (default 0).
     ///
-    /// Spawning with a pooled stack avoids an `mmap` (about 13 µs here). The pool is filled
-    /// when the runtime starts, so a large value costs start-up time and memory mappings.
+    /// Finished greenlets' coroutines are reused warm by later spawns (see
+    /// [`keep_warm`](Self::keep_warm)), so this pool only serves spawns beyond them. It is
+    /// filled when the runtime starts, which delays the first spawn (1,000 stacks took 16-21
+    /// ms on a 2-core machine) and takes memory mappings.
     pub fn pool_capacity(mut self, n: usize) -> Self {
         self.pool_capacity = Some(n);
+        self
+    }
+
+    /// How long a finished greenlet's coroutine, with its stack, stays parked for reuse by a
+    /// later spawn (default 10 s; zero: not reused).
+    ///
+    /// A spawn onto a worker takes the most recently finished one there: no stack is mapped,
+    /// and from a greenlet of the same worker no other thread is woken. Idle ones are ended
+    /// after about this long (up to a quarter more), so memory follows the number of live
+    /// greenlets once a burst is over; at most as many are kept as were alive at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// greenlet::config()
+    ///     .keep_warm(Duration::from_secs(1))
+    ///     .apply()
+    ///     .expect("called before the first spawn");
+    /// assert_eq!(greenlet::settings().keep_warm, Duration::from_secs(1));
+    /// ```
+    pub fn keep_warm(mut self, d: Duration) -> Self {
+        self.keep_warm = Some(d);
         self
     }
 
@@ -286,6 +318,12 @@ impl Config {
         if let Some(n) = self.pool_capacity {
             POOL_CAPACITY.store(n, Ordering::Relaxed);
         }
+        if let Some(d) = self.keep_warm {
+            KEEP_WARM_NS.store(
+                u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+        }
         if let Some(pin) = self.pin_workers {
             PIN_WORKERS.store(pin, Ordering::Relaxed);
         }
@@ -319,8 +357,10 @@ pub struct Settings {
     pub workers: usize,
     /// Default greenlet stack size in bytes.
     pub stack_size: usize,
-    /// Stacks kept for reuse.
+    /// Stacks may keeps pre-made ([`Config::pool_capacity`]).
     pub pool_capacity: usize,
+    /// How long a finished greenlet's coroutine stays warm for reuse ([`Config::keep_warm`]).
+    pub keep_warm: Duration,
     /// Whether workers are pinned to cores.
     pub pin_workers: bool,
     /// Most threads of the blocking thread pool.
@@ -347,6 +387,7 @@ pub fn settings() -> Settings {
         workers,
         stack_size: STACK_BYTES.load(Ordering::Relaxed),
         pool_capacity: POOL_CAPACITY.load(Ordering::Relaxed),
+        keep_warm: keep_warm(),
         pin_workers: PIN_WORKERS.load(Ordering::Relaxed),
         threadpool_size: THREADPOOL_SIZE.load(Ordering::Relaxed),
         max_greenlets: MAX_GREENLETS.load(Ordering::Relaxed),
@@ -355,6 +396,11 @@ pub fn settings() -> Settings {
         #[cfg(feature = "tokio")]
         tokio_threads: crate::bridge::threads(),
     }
+}
+
+/// How long a finished greenlet's coroutine stays warm ([`Config::keep_warm`]).
+pub(crate) fn keep_warm() -> Duration {
+    Duration::from_nanos(KEEP_WARM_NS.load(Ordering::Relaxed))
 }
 
 /// Tries to allocate (and frees) one stack of `bytes`, as may will at start.

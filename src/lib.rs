@@ -186,6 +186,7 @@ mod error;
 mod greenlet;
 pub mod http;
 mod join;
+mod local;
 mod monitor;
 #[cfg(all(feature = "monkey", target_os = "linux"))]
 pub mod monkey;
@@ -209,9 +210,7 @@ pub use crate::greenlet::{
 pub use crate::join::{Iwait, iwait, joinall, joinall_timeout, killall};
 pub use crate::timeout::{Timeout, sleep, with_timeout, yield_now};
 
-/// The key of a [`greenlet_local!`] value; `KEY.with(|v| ...)` reaches the calling greenlet's
-/// copy. (may's coroutine-local key, re-exported.)
-pub use may::LocalKey;
+pub use crate::local::LocalKey;
 
 /// Spawns a greenlet: `go!(closure)` is [`spawn`]`(closure)`, and
 /// `go!(name, closure)` spawns a named one with [`Builder`].
@@ -290,6 +289,13 @@ macro_rules! greenlet_local {
             }
         };
     };
+}
+
+/// For the crate's tests (issue 18): how many finished greenlets' coroutines wait warm for
+/// reuse.
+#[doc(hidden)]
+pub fn __warm_idle() -> usize {
+    greenlet::warm_idle()
 }
 
 /// For the crate's tests (issue 14): how many switches resumed a greenlet away from its

@@ -8,12 +8,14 @@ mod handle;
 pub(crate) mod kill;
 pub(crate) mod overflow;
 mod spawn;
+mod warm;
 
 pub(crate) use handle::WeakGreenlet;
 pub use handle::{GreenletRef, current};
 pub use kill::is_kill;
 pub use spawn::{Builder, spawn, spawn_later};
 pub(crate) use spawn::{run_first_coroutine, spawn_on_worker};
+pub(crate) use warm::idle_count as warm_idle;
 
 pub(crate) use dump::waiting;
 pub use dump::{Dump, GreenletInfo, GreenletState, WaitInfo, dump, track_waits};
@@ -258,8 +260,9 @@ impl Meta {
 }
 
 impl<T: Send + 'static> Inner<T> {
-    /// The body of every greenlet's coroutine.
-    fn run<F: FnOnce() -> T>(self: Arc<Self>, f: F) {
+    /// The body of every greenlet, run by its coroutine. Returns whether that coroutine may
+    /// run another greenlet (`warm`): not after a kill or a time-out was sent to this one.
+    fn run<F: FnOnce() -> T>(self: Arc<Self>, f: F) -> bool {
         let meta = &self.meta;
         if let Some(co) = may_current() {
             let _ = meta.co.set(co);
@@ -300,6 +303,9 @@ impl<T: Send + 'static> Inner<T> {
         meta.forget_panic();
         meta.mark_delivered();
         let (id, home) = (meta.id, meta.home);
+        // A kill requested from now on sends no cancel: that is decided on this worker,
+        // after `running` is cleared below (`send_cancel`).
+        let reusable = !meta.kill.requested();
         if meta.running.swap(false, Ordering::AcqRel) {
             self.finish(result);
         }
@@ -307,6 +313,7 @@ impl<T: Send + 'static> Inner<T> {
         if let Some(slot) = stack_record {
             overflow::leave(slot, id, home);
         }
+        reusable
     }
 
     fn failure(&self, payload: &(dyn std::any::Any + Send)) -> JoinError {
@@ -372,6 +379,16 @@ impl<T: Send + 'static> Inner<T> {
         drop(guard);
         self.meta.complete();
     }
+}
+
+/// Clears what the greenlet that has just ended left in its coroutine: its `CURRENT` entry and
+/// its greenlet-locals. Called by its carrier before it runs another one (`warm`).
+fn reset_coroutine_state() {
+    let current = CURRENT.with(|c| c.borrow_mut().take());
+    // Its `abandoned` is a no-op now (the body has returned). The handle may be the last one:
+    // the result of a detached greenlet is dropped here, in the coroutine.
+    drop(current);
+    crate::local::clear();
 }
 
 fn may_current() -> Option<may::coroutine::Coroutine> {

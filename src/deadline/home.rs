@@ -12,7 +12,7 @@
 //!   `≡ home (mod N)`, so that may's selector of the home reports it there. A daemon coroutine
 //!   on each worker waits on its eventfd and performs the posted wake-ups from home;
 //! - spawns name their worker (`Builder::id`): the spawner's own when spawned from a greenlet,
-//!   round robin otherwise ([`pick`]);
+//!   round robin otherwise ([`round_robin`]), or one with a warm carrier (`greenlet::warm`);
 //! - sockets are registered on the selector of the worker that creates them ([`place_fd`]).
 //!
 //! Whatever still resumes a greenlet elsewhere (a kill sent from another worker, a socket
@@ -54,12 +54,6 @@ pub(crate) fn set_worker(index: usize) {
 
 fn workers() -> usize {
     may::config().get_workers().max(1)
-}
-
-/// The worker a new greenlet lives on: the spawner's own when spawned from a greenlet (its
-/// partners wake it without crossing threads), otherwise the next one round robin.
-pub(crate) fn pick() -> usize {
-    worker().unwrap_or_else(round_robin)
 }
 
 /// The next worker, round robin (a server spreads its connections' handlers this way).

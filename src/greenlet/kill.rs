@@ -151,21 +151,20 @@ impl Meta {
         // may's cancel wakes a parked coroutine on the caller's worker: it is sent from the
         // greenlet's own (issue 14), where it also runs between the greenlet's switches.
         let here = crate::deadline::home::worker() == Some(self.home);
-        match self.me.get() {
-            Some(me) if !here => {
-                let me = me.clone();
-                let send = move || {
-                    if let Some(g) = me.upgrade() {
-                        g.meta().send_cancel();
-                        super::drop_elsewhere(g);
-                    }
-                };
-                crate::deadline::home::wake_on(
-                    self.home,
-                    crate::deadline::home::Wake::Call(Box::new(send)),
-                );
-            }
-            _ => self.send_cancel(),
+        if here {
+            self.send_cancel();
+        } else {
+            let me = self.me.clone();
+            let send = move || {
+                if let Some(g) = me.upgrade() {
+                    g.meta().send_cancel();
+                    super::drop_elsewhere(g);
+                }
+            };
+            crate::deadline::home::wake_on(
+                self.home,
+                crate::deadline::home::Wake::Call(Box::new(send)),
+            );
         }
         true
     }

@@ -85,7 +85,7 @@ struct Meta {
     /// The may worker it runs on, from start to end (`deadline::home`).
     home: usize,
     /// Itself, for work posted to its worker (a kill's cancel).
-    me: OnceLock<std::sync::Weak<dyn Erased>>,
+    me: std::sync::Weak<dyn Erased>,
 }
 
 struct Slot<T> {
@@ -163,6 +163,7 @@ impl Meta {
         report_panics: bool,
         spawned_at: &'static Location<'static>,
         home: usize,
+        me: std::sync::Weak<dyn Erased>,
     ) -> Meta {
         let name_cell = OnceLock::new();
         if let Some(name) = name {
@@ -182,7 +183,7 @@ impl Meta {
             spawned_at,
             wait: dump::WaitSlot::default(),
             home,
-            me: OnceLock::new(),
+            me,
         }
     }
 
@@ -274,12 +275,12 @@ impl<T: Send + 'static> Inner<T> {
         let anchor = std::ptr::addr_of!(anchor) as usize;
         meta.stack_top.store(anchor, Ordering::Relaxed);
         // Where an overflow of this stack would fault: the crate's handler takes it.
-        let stack_record = meta.co.get().zip(meta.me.get()).map(|(co, me)| {
+        let stack_record = meta.co.get().map(|co| {
             overflow::enter(
                 anchor,
                 co.stack_size() * size_of::<usize>(),
                 meta.id,
-                me.clone(),
+                meta.me.clone(),
             )
         });
         let me = GreenletRef(self.clone());

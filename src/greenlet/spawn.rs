@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{Erased, Greenlet, Inner, Meta, Slot, dump, warm};
 use crate::config;
+use crate::deadline::home::round_robin;
 use crate::panic;
 
 /// The one door to may's `unsafe` spawn. Stack exhaustion, which may reports by panicking,
@@ -85,23 +86,28 @@ fn stack_error(cause: &str) -> io::Error {
     )
 }
 
-/// Starts a greenlet's body `run` on worker `home`: in a warm carrier of that worker if one
-/// is idle, else in a new coroutine (which becomes a carrier). A greenlet with a stack size of
-/// its own gets a coroutine of its own, used once.
-fn start<R>(home: usize, stack_bytes: Option<usize>, run: R) -> io::Result<()>
+/// Starts a greenlet's body `run` on worker `home`: in `carrier`, a warm one of that worker,
+/// if there is one, else in a new coroutine (which becomes a carrier). A greenlet with a stack
+/// size of its own gets a coroutine of its own, used once.
+fn start<R>(
+    home: usize,
+    carrier: Option<Arc<warm::Carrier>>,
+    stack_bytes: Option<usize>,
+    run: R,
+) -> io::Result<()>
 where
     R: FnOnce() -> bool + Send + 'static,
 {
+    if let Some(carrier) = carrier {
+        carrier.start(Box::new(run));
+        return Ok(());
+    }
     let mut builder = may::coroutine::Builder::new().id(home);
     if let Some(bytes) = stack_bytes {
         builder = builder.stack_size(config::stack_words(bytes));
         return raw_spawn(builder, move || {
             run();
         });
-    }
-    if let Some(carrier) = warm::take(home) {
-        carrier.start(Box::new(run));
-        return Ok(());
     }
     raw_spawn(builder, move || warm::carry(home, run))
 }
@@ -189,9 +195,22 @@ impl Builder {
         T: Send + 'static,
     {
         config::ensure_started();
-        let home = self.home.unwrap_or_else(crate::deadline::home::pick);
-        let inner = Arc::new(Inner {
-            meta: Meta::new(self.name, self.report_panics, Location::caller(), home),
+        // A warm carrier, unless the greenlet needs a stack size of its own. Spawned from a
+        // plain thread, a greenlet may go to any worker: one with a warm carrier is preferred.
+        let spawner_worker = crate::deadline::home::worker();
+        let mut home = self.home.or(spawner_worker).unwrap_or_else(round_robin);
+        let carrier = if self.stack_size.is_none() {
+            let elsewhere = self.home.is_none() && spawner_worker.is_none();
+            warm::take(home, elsewhere).map(|(at, c)| {
+                home = at;
+                c
+            })
+        } else {
+            None
+        };
+        let at = Location::caller();
+        let inner = Arc::new_cyclic(|me: &std::sync::Weak<Inner<T>>| Inner {
+            meta: Meta::new(self.name, self.report_panics, at, home, me.clone()),
             slot: Mutex::new(Slot {
                 result: None,
                 error: None,
@@ -202,17 +221,15 @@ impl Builder {
             }),
         });
         let theirs = inner.clone();
-        let erased = inner.clone() as Arc<dyn Erased>;
-        let _ = inner.meta.me.set(Arc::downgrade(&erased));
-        dump::register(&erased);
+        dump::register(&(inner.clone() as Arc<dyn Erased>));
         // A large closure goes to the heap: moved by value, it would be copied down the new
         // stack (several times in a debug build) before the greenlet's first frame records
         // its stack for the overflow handler, and could overflow a small stack right there.
         let spawned = if size_of::<F>() > BOX_CLOSURES_OVER {
             let f: Box<dyn FnOnce() -> T + Send> = Box::new(f);
-            start(home, self.stack_size, move || theirs.run(f))
+            start(home, carrier, self.stack_size, move || theirs.run(f))
         } else {
-            start(home, self.stack_size, move || theirs.run(f))
+            start(home, carrier, self.stack_size, move || theirs.run(f))
         };
         if let Err(e) = spawned {
             dump::unregister(inner.meta.id);

@@ -113,10 +113,16 @@ fn shelves() -> &'static [Shelf] {
     })
 }
 
-/// Takes the newest idle carrier of worker `home`, if there is one.
-pub(super) fn take(home: usize) -> Option<Arc<Carrier>> {
-    let shelf = shelves().get(home)?;
-    lock(&shelf.idle).pop_back().map(|(c, _)| c)
+/// Takes the newest idle carrier of worker `home`, or, when `elsewhere` allows it and `home`
+/// has none, of the next worker that has one. Returns the carrier and its worker.
+pub(super) fn take(home: usize, elsewhere: bool) -> Option<(usize, Arc<Carrier>)> {
+    let shelves = shelves();
+    let tries = if elsewhere { shelves.len() } else { 1 };
+    (0..tries).find_map(|i| {
+        let at = (home + i) % shelves.len();
+        let c = lock(&shelves[at].idle).pop_back()?.0;
+        Some((at, c))
+    })
 }
 
 /// The body of every carrier's coroutine: runs `first`, then the greenlets spawners hand it,

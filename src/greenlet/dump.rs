@@ -6,7 +6,6 @@
 //! the crate's blocking points only while wait tracking is on ([`track_waits`]), so it costs
 //! one relaxed load per blocking point when off.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,21 +17,56 @@ use crate::sync::lock;
 
 const SHARDS: usize = 16;
 
-type Table = Mutex<BTreeMap<u64, Weak<dyn Erased>>>;
+/// One shard of the live greenlets: slots reused through a free list, so registering and
+/// unregistering cost no search and, once the table has grown, no allocation.
+#[derive(Default)]
+struct Table {
+    slots: Vec<Option<(u64, Weak<dyn Erased>)>>,
+    free: Vec<usize>,
+}
 
-static LIVE: [Table; SHARDS] = [const { Mutex::new(BTreeMap::new()) }; SHARDS];
+static LIVE: [Mutex<Table>; SHARDS] = [const {
+    Mutex::new(Table {
+        slots: Vec::new(),
+        free: Vec::new(),
+    })
+}; SHARDS];
 static TRACK: AtomicBool = AtomicBool::new(false);
 
-fn shard(id: u64) -> &'static Table {
+fn shard(id: u64) -> &'static Mutex<Table> {
     &LIVE[(id % SHARDS as u64) as usize]
 }
 
-pub(super) fn register(g: &Arc<dyn Erased>) {
-    lock(shard(g.meta().id)).insert(g.meta().id, Arc::downgrade(g));
+/// Registers greenlet `id` (its handle may not be upgradable yet); returns its slot for
+/// [`unregister`].
+pub(super) fn register(id: u64, g: Weak<dyn Erased>) -> usize {
+    let mut t = lock(shard(id));
+    match t.free.pop() {
+        Some(slot) => {
+            t.slots[slot] = Some((id, g));
+            slot
+        }
+        None => {
+            t.slots.push(Some((id, g)));
+            t.slots.len() - 1
+        }
+    }
 }
 
-pub(super) fn unregister(id: u64) {
-    lock(shard(id)).remove(&id);
+/// Unregisters greenlet `id` from `slot` (a no-op if the slot holds another greenlet).
+pub(super) fn unregister(id: u64, slot: usize) {
+    let old = {
+        let mut t = lock(shard(id));
+        match t.slots.get_mut(slot) {
+            Some(entry) if entry.as_ref().is_some_and(|(i, _)| *i == id) => {
+                t.free.push(slot);
+                t.slots[slot].take()
+            }
+            _ => None,
+        }
+    };
+    // The weak handle is released outside the lock.
+    drop(old);
 }
 
 /// What a greenlet waits on, while wait tracking is on.
@@ -219,29 +253,31 @@ impl Dump {
 pub fn dump() -> Dump {
     let mut greenlets = Vec::new();
     let tracked = TRACK.load(Ordering::Relaxed);
+    let mut live: Vec<Arc<dyn Erased>> = Vec::new();
     for table in &LIVE {
-        let live: Vec<Arc<dyn Erased>> = lock(table).values().filter_map(Weak::upgrade).collect();
-        for g in live {
-            let m = g.meta();
-            let waiting = *lock(&m.wait.0);
-            let state = if !m.running.load(Ordering::Acquire) {
-                GreenletState::Finishing
-            } else if waiting.is_some() {
-                GreenletState::Parked
-            } else if tracked {
-                GreenletState::Running
-            } else {
-                GreenletState::Unknown
-            };
-            greenlets.push(GreenletInfo {
-                id: m.id,
-                name: m.name().to_owned(),
-                state,
-                waiting,
-                spawned_at: m.spawned_at,
-                kill_requested: m.kill.requested(),
-            });
-        }
+        let t = lock(table);
+        live.extend(t.slots.iter().flatten().filter_map(|(_, g)| g.upgrade()));
+    }
+    for g in live {
+        let m = g.meta();
+        let waiting = *lock(&m.wait.0);
+        let state = if !m.running.load(Ordering::Acquire) {
+            GreenletState::Finishing
+        } else if waiting.is_some() {
+            GreenletState::Parked
+        } else if tracked {
+            GreenletState::Running
+        } else {
+            GreenletState::Unknown
+        };
+        greenlets.push(GreenletInfo {
+            id: m.id,
+            name: m.name().to_owned(),
+            state,
+            waiting,
+            spawned_at: m.spawned_at,
+            kill_requested: m.kill.requested(),
+        });
     }
     greenlets.sort_by_key(|g| g.id);
     Dump {

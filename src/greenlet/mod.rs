@@ -65,6 +65,8 @@ type Link<T> = Box<dyn FnOnce(&Result<T, JoinError>) + Send>;
 /// What every greenlet has, whatever its result type.
 struct Meta {
     id: u64,
+    /// Its entry in [`dump`]'s table of live greenlets.
+    dump_slot: usize,
     name: OnceLock<String>,
     co: OnceLock<may::coroutine::Coroutine>,
     /// Kill requests and their delivery (see [`kill`]).
@@ -169,8 +171,10 @@ impl Meta {
         if let Some(name) = name {
             let _ = name_cell.set(name);
         }
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Meta {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id,
+            dump_slot: dump::register(id, me.clone()),
             name: name_cell,
             co: OnceLock::new(),
             kill: KillState::new(),
@@ -251,7 +255,7 @@ impl Meta {
 
     /// Marks the greenlet done: wakes joiners, then runs the `on_done` callbacks.
     fn complete(&self) {
-        dump::unregister(self.id);
+        dump::unregister(self.id, self.dump_slot);
         self.done.fire();
         let callbacks = lock(&self.on_done).take().unwrap_or_default();
         for cb in callbacks {

@@ -5,7 +5,7 @@ use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Erased, Greenlet, Inner, Meta, Slot, dump, warm};
+use super::{Greenlet, Inner, Meta, Slot, dump, warm};
 use crate::config;
 use crate::deadline::home::round_robin;
 use crate::panic;
@@ -221,7 +221,6 @@ impl Builder {
             }),
         });
         let theirs = inner.clone();
-        dump::register(&(inner.clone() as Arc<dyn Erased>));
         // A large closure goes to the heap: moved by value, it would be copied down the new
         // stack (several times in a debug build) before the greenlet's first frame records
         // its stack for the overflow handler, and could overflow a small stack right there.
@@ -232,7 +231,7 @@ impl Builder {
             start(home, carrier, self.stack_size, move || theirs.run(f))
         };
         if let Err(e) = spawned {
-            dump::unregister(inner.meta.id);
+            dump::unregister(inner.meta.id, inner.meta.dump_slot);
             return Err(e);
         }
         Ok(Greenlet { inner })

@@ -78,14 +78,19 @@ impl<T: 'static> std::fmt::Debug for LocalKey<T> {
 }
 
 /// Drops the calling coroutine's values (its greenlet has ended). Values whose destructors
-/// make new ones are dropped too, up to a few rounds.
-pub(crate) fn clear() {
+/// make new ones are dropped too, for a few rounds; returns `false` if some are still left
+/// then (the coroutine must not run another greenlet, which would see them).
+pub(crate) fn clear() -> bool {
     for _ in 0..8 {
         let old = VALUES.with(|m| std::mem::take(&mut *m.borrow_mut()));
         if old.is_empty() {
-            return;
+            return true;
         }
         drop(old);
     }
-    log::warn!("greenlet-local destructors keep making values; the last ones stay");
+    let clean = VALUES.with(|m| m.borrow().is_empty());
+    if !clean {
+        log::warn!("greenlet-local destructors keep making values; their coroutine is not reused");
+    }
+    clean
 }

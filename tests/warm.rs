@@ -188,12 +188,12 @@ fn killed_ones_are_not_reused() {
     // Thousands of kills racing the end of the greenlet: every result is its own.
     for round in 0..2_000u32 {
         let g = greenlet::spawn(move || {
-            if round % 2 == 0 {
+            if round.is_multiple_of(2) {
                 greenlet::yield_now();
             }
             round
         });
-        if round % 3 == 0 {
+        if round.is_multiple_of(3) {
             greenlet::yield_now();
         }
         g.kill_nowait();

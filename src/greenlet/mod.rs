@@ -130,7 +130,14 @@ impl<T: Send + 'static> Erased for Inner<T> {
 
     fn overflowed(self: Arc<Self>) {
         if !self.meta.running.swap(false, Ordering::AcqRel) {
-            return; // its body had returned: only the wrapper's last steps were left
+            // Its body had returned: the overflow is in a destructor run after it ended.
+            log::error!(
+                "greenlet {} (id {}) overflowed its stack after it ended, in the destructor of \
+                 its result (detached) or of its greenlet-locals; that destructor was stopped",
+                self.meta.name(),
+                self.meta.id
+            );
+            return;
         }
         // No cancel is sent to it from now on (`send_cancel` checks `running`, on this
         // worker); one already sent is cleared, or its parking would end at once.
@@ -313,12 +320,17 @@ impl<T: Send + 'static> Inner<T> {
         let reusable = !meta.kill.requested();
         if meta.running.swap(false, Ordering::AcqRel) {
             self.finish(result);
+        } else {
+            drop(self);
         }
+        // Still on the greenlet's stack record: an overflow in a destructor run here is the
+        // crate's to catch, as one in the body would be (`overflow`).
+        let clean = reset_coroutine_state(id);
         crate::monitor::ended();
         if let Some(slot) = stack_record {
             overflow::leave(slot, id, home);
         }
-        reusable
+        reusable && clean
     }
 
     fn failure(&self, payload: &(dyn std::any::Any + Send)) -> JoinError {
@@ -386,14 +398,29 @@ impl<T: Send + 'static> Inner<T> {
     }
 }
 
-/// Clears what the greenlet that has just ended left in its coroutine: its `CURRENT` entry and
-/// its greenlet-locals. Called by its carrier before it runs another one (`warm`).
-fn reset_coroutine_state() {
-    let current = CURRENT.with(|c| c.borrow_mut().take());
-    // Its `abandoned` is a no-op now (the body has returned). The handle may be the last one:
-    // the result of a detached greenlet is dropped here, in the coroutine.
-    drop(current);
-    crate::local::clear();
+/// Clears what greenlet `id`, which has just ended, left in its coroutine: its `CURRENT` entry
+/// (the last handle of a detached greenlet: its result is dropped here) and its
+/// greenlet-locals, so that the coroutine can run another greenlet (`warm`). Returns `false`
+/// when that is not certain: a destructor panicked (the panic is logged), or destructors kept
+/// making greenlet-locals.
+fn reset_coroutine_state(id: u64) -> bool {
+    let cleared = catch_unwind(AssertUnwindSafe(|| {
+        let current = CURRENT.with(|c| c.borrow_mut().take());
+        // Its `abandoned` is a no-op now: the body has returned.
+        drop(current);
+        crate::local::clear()
+    }));
+    match cleared {
+        Ok(clean) => clean,
+        Err(payload) => {
+            log::error!(
+                "a destructor run after greenlet {id} ended (its greenlet-locals or its \
+                 detached result) panicked: {}",
+                panic::message(&*payload)
+            );
+            false
+        }
+    }
 }
 
 fn may_current() -> Option<may::coroutine::Coroutine> {

@@ -460,11 +460,18 @@ fn settle(slot: usize) {
             let greenlet = std::mem::replace(&mut e.greenlet, Weak::<super::Inner<()>>::new());
             e.hi = 0;
             s.free.push(slot);
-            greenlet
+            (e.id, greenlet)
         })
     });
-    if let Some(g) = record.and_then(|w| w.upgrade()) {
-        g.overflowed();
+    if let Some((id, greenlet)) = record {
+        match greenlet.upgrade() {
+            Some(g) => g.overflowed(),
+            // Its last handle was being dropped: the overflow is in its result's destructor.
+            None => log::error!(
+                "greenlet {id} overflowed its stack after it ended, in the destructor of its \
+                 result (detached) or of its greenlet-locals; that destructor was stopped"
+            ),
+        }
     }
     static SAID: AtomicBool = AtomicBool::new(false);
     if !SAID.swap(true, Ordering::Relaxed) {

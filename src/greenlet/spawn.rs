@@ -9,6 +9,7 @@ use super::{Greenlet, Inner, Meta, Slot, dump, warm};
 use crate::config;
 use crate::deadline::home::round_robin;
 use crate::panic;
+use crate::sync::lock;
 
 /// The one door to may's `unsafe` spawn. Stack exhaustion, which may reports by panicking,
 /// becomes an `io::Error`.
@@ -102,14 +103,37 @@ where
         carrier.start(Box::new(run));
         return Ok(());
     }
-    let mut builder = may::coroutine::Builder::new().id(home);
-    if let Some(bytes) = stack_bytes {
-        builder = builder.stack_size(config::stack_words(bytes));
-        return raw_spawn(builder, move || {
-            run();
-        });
+    // A new coroutine. If its stack cannot be mapped, idle carriers may hold the room: they
+    // are ended and the spawn tried once more (the body is kept aside for that).
+    let own_stack = stack_bytes.map(config::stack_words);
+    let body = Arc::new(Mutex::new(Some(run)));
+    let attempt = || {
+        let mut builder = may::coroutine::Builder::new().id(home);
+        if let Some(words) = own_stack {
+            builder = builder.stack_size(words);
+        }
+        let body = body.clone();
+        raw_spawn(builder, move || {
+            let Some(run) = lock(&body).take() else {
+                return;
+            };
+            if own_stack.is_some() {
+                run();
+            } else {
+                warm::carry(home, run);
+            }
+        })
+    };
+    match attempt() {
+        Err(e)
+            if e.kind() == io::ErrorKind::OutOfMemory
+                && warm::release_idle(Duration::from_secs(1)) > 0 =>
+        {
+            log::debug!("no room for a greenlet stack ({e}); ended the idle ones and retried");
+            attempt()
+        }
+        spawned => spawned,
     }
-    raw_spawn(builder, move || warm::carry(home, run))
 }
 
 /// Closures bigger than this (bytes) are boxed at spawn (see [`Builder::spawn`]).

@@ -18,7 +18,7 @@
 //!   shelf for [`Config::keep_warm`](crate::Config::keep_warm) (10 s by default) is ended by
 //!   the `greenlet-warm` thread, so memory follows the live count once the load has gone.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -45,13 +45,16 @@ impl Carrier {
         home::unpark(&self.parker);
     }
 
+    /// Ends the carrier (taken off its shelf by the caller).
     fn finish(&self) {
+        ENDING.fetch_add(1, Ordering::AcqRel);
         self.stop.store(true, Ordering::Release);
         home::unpark(&self.parker);
     }
 
-    /// Parks until a spawner hands over a job (`Some`) or the sweeper ends the carrier.
-    fn wait(&self) -> Option<Job> {
+    /// Parks until a spawner hands over a job (`Some`) or the sweeper ends the carrier. The
+    /// carrier is on `shelf` while it waits.
+    fn wait(self: &Arc<Self>, shelf: &Shelf) -> Option<Job> {
         let thread = hop::thread_number();
         loop {
             if let Some(job) = lock(&self.job).take() {
@@ -64,12 +67,33 @@ impl Carrier {
             // unparks afterwards, and an unpark before the park is remembered by the park.
             let r = self.parker.park(None);
             hop::stay_home(thread);
-            if r.is_err() {
-                // A cancel (nothing sends one to an idle carrier) or a time-out (none is
-                // given): do not spin on it.
-                log::error!("an idle greenlet carrier was woken by {r:?}; it ends");
+            if let Err(e) = r {
+                // A cancel (only may's own `cancel`, called directly, sends one to an idle
+                // carrier) or a time-out (none is given): parking again would return at once.
+                log::error!("an idle greenlet carrier was woken by {e:?}; it ends");
+                return self.leave_shelf(shelf);
+            }
+        }
+    }
+
+    /// Takes the carrier off `shelf` to end it; `None` if that was done, or the job of the
+    /// spawner that took it meanwhile (stored a few instructions after the take).
+    fn leave_shelf(self: &Arc<Self>, shelf: &Shelf) -> Option<Job> {
+        {
+            let mut idle = lock(&shelf.idle);
+            if let Some(i) = idle.iter().position(|(c, _)| Arc::ptr_eq(c, self)) {
+                idle.remove(i);
                 return None;
             }
+        }
+        loop {
+            if let Some(job) = lock(&self.job).take() {
+                return Some(job);
+            }
+            if self.stop.load(Ordering::Acquire) {
+                return None;
+            }
+            may::coroutine::yield_now();
         }
     }
 }
@@ -92,14 +116,16 @@ fn keep() -> Duration {
     crate::config::keep_warm()
 }
 
-/// Most idle carriers per worker: what the mapping limit allows (two mappings each).
+/// Most idle carriers per worker: together, half of what the mapping limit allows (two
+/// mappings each), so that the other half stays for live greenlets. (A spawn that finds no
+/// room for a stack ends the idle carriers and tries again: [`release_idle`].)
 fn shelf_cap() -> usize {
     static CAP: OnceLock<usize> = OnceLock::new();
     *CAP.get_or_init(|| {
         let workers = may::config().get_workers().max(1);
         let allowed =
             crate::config::max_map_count().map_or(usize::MAX, crate::config::greenlets_allowed);
-        (allowed / workers).max(1)
+        (allowed / 2 / workers).max(1)
     })
 }
 
@@ -125,6 +151,9 @@ pub(super) fn take(home: usize, elsewhere: bool) -> Option<(usize, Arc<Carrier>)
     })
 }
 
+/// Carriers told to end ([`Carrier::finish`]) that have not ended yet.
+static ENDING: AtomicUsize = AtomicUsize::new(0);
+
 /// The body of every carrier's coroutine: runs `first`, then the greenlets spawners hand it,
 /// until one leaves it unfit for reuse or it stays idle too long. Runs on worker `home`.
 pub(super) fn carry(home: usize, first: impl FnOnce() -> bool) {
@@ -140,7 +169,6 @@ pub(super) fn carry(home: usize, first: impl FnOnce() -> bool) {
         parker: Arc::new(Parker::new()),
     });
     loop {
-        super::reset_coroutine_state();
         {
             let mut idle = lock(&shelf.idle);
             if idle.len() >= shelf_cap() {
@@ -149,7 +177,7 @@ pub(super) fn carry(home: usize, first: impl FnOnce() -> bool) {
             idle.push_back((me.clone(), EPOCH.load(Ordering::Relaxed)));
         }
         wake_sweeper();
-        match me.wait() {
+        match me.wait(shelf) {
             Some(job) => {
                 if !job() {
                     break;
@@ -158,11 +186,35 @@ pub(super) fn carry(home: usize, first: impl FnOnce() -> bool) {
             None => break,
         }
     }
+    if me.stop.load(Ordering::Acquire) {
+        ENDING.fetch_sub(1, Ordering::AcqRel);
+    }
     // The blocker is dropped on a plain thread (`deadline::reaper`); the shelf no longer
     // holds this carrier (a carrier is taken off before it is started or stopped).
     let parker = me.parker.clone();
     drop(me);
     retire(parker);
+}
+
+/// Ends every idle carrier and waits, at most `bound`, until they have ended and may has
+/// unmapped their stacks. For a spawn that found no room for a new stack. Returns how many
+/// were ended.
+pub(super) fn release_idle(bound: Duration) -> usize {
+    let Some(shelves) = SHELVES.get() else {
+        return 0;
+    };
+    let idle: Vec<_> = shelves
+        .iter()
+        .flat_map(|s| std::mem::take(&mut *lock(&s.idle)))
+        .collect();
+    for (c, _) in &idle {
+        c.finish();
+    }
+    let end = std::time::Instant::now() + bound;
+    while ENDING.load(Ordering::Acquire) > 0 && std::time::Instant::now() < end {
+        crate::sleep(Duration::from_millis(1));
+    }
+    idle.len()
 }
 
 /// Starts the sweeper thread if needed, or wakes it from its sleep for good.

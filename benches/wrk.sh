@@ -37,6 +37,8 @@ command -v wrk >/dev/null ||
 cd "$(dirname "$0")/.."
 if [[ -z ${WRK_NO_BUILD:-} ]]; then
     echo "building the servers (release)..." >&2
+    # At the root, cargo finds each example in its package: http_hello is greenlet's, the
+    # peers are greenlet-benches' (benches/Cargo.toml).
     cargo build --release --quiet --example http_hello --example hyper_hello \
         --example minihttp_hello >&2
 fi

@@ -1,6 +1,6 @@
-//! The compatibility suite's rows (`main.rs` says what they check) on a single worker
+//! The compatibility suite's rows (`compat.rs` says what they check) on a single worker
 //! (`config().workers(1)`): a call that holds its worker stalls every other greenlet. The
-//! modules are `main.rs`'s (a crate root finds its modules beside it).
+//! modules are `compat.rs`'s (a crate root finds its modules beside it).
 #![cfg(all(feature = "monkey", target_os = "linux"))]
 
 mod cases;

@@ -135,48 +135,6 @@ pub fn fetch(addr: std::net::SocketAddr) -> std::io::Result<String> {
     Ok(resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
 }
 
-/// Self-signed TLS material made in the test (feature `tls`).
-#[cfg(feature = "tls")]
-pub mod tls {
-    use std::sync::Arc;
-
-    use greenlet::net::tls::rustls;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-
-    /// A certificate for "localhost": the server configuration that presents it, the client
-    /// configuration that trusts it, and the certificate itself (DER).
-    pub fn certificate() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
-        let (server, client, _) = certificate_der();
-        (server, client)
-    }
-
-    /// As [`certificate`], plus the certificate's DER bytes.
-    pub fn certificate_der() -> (
-        Arc<rustls::ServerConfig>,
-        Arc<rustls::ClientConfig>,
-        Vec<u8>,
-    ) {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        let cert: CertificateDer<'static> = ck.cert.der().clone();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], key)
-            .unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert.clone()).unwrap();
-        let client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        (Arc::new(server), Arc::new(client), cert.to_vec())
-    }
-}
-
 /// Sends raw bytes to an HTTP server and returns everything it writes back until it closes
 /// (reads time out after 5 s).
 pub fn http_raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {

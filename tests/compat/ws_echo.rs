@@ -1,10 +1,11 @@
 //! The `ws_echo` example against tungstenite's client: a WebSocket session over
 //! `http::upgrade`, many at once, and what is not a WebSocket handshake.
 
-#[path = "../examples/ws_echo.rs"]
+#[path = "examples/ws_echo.rs"]
 #[allow(dead_code)]
 mod ws_echo;
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::io::{Read, Write};

@@ -3,6 +3,7 @@
 //! configured size). Its own binary: configuration is per process.
 #![cfg(feature = "tokio")]
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::time::Duration;

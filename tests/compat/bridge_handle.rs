@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use greenlet::{ConfigError, block_on};
 
+#[path = "../support/mod.rs"]
 mod support;
 
 #[test]

@@ -13,7 +13,7 @@ use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::{Role, WebSocket};
 use tungstenite::{Error, Message};
 
-#[path = "common/mod.rs"]
+#[path = "../../../examples/common/mod.rs"]
 mod common;
 
 /// Starts the echo server on `addr` in the background.

@@ -1,7 +1,7 @@
 //! `http::Client` over https, with a self-signed certificate made in the test.
 #![cfg(feature = "tls")]
 
-mod support;
+mod self_signed;
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -13,7 +13,7 @@ use greenlet::server::StreamServer;
 
 #[test]
 fn https_round_trip_and_untrusted_certificate() {
-    let (server_cfg, _, cert) = support::tls::certificate_der();
+    let (server_cfg, _, cert) = self_signed::certificate_der();
     let acceptor = TlsAcceptor::from(server_cfg);
     let server = StreamServer::bind("127.0.0.1:0", move |conn: TcpStream, _| {
         let Ok(mut tls) = acceptor.accept(conn) else {

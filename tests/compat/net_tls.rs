@@ -2,7 +2,7 @@
 //! untrusted certificate and a peer that does not speak TLS.
 #![cfg(feature = "tls")]
 
-mod support;
+mod self_signed;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use greenlet::net::TcpStream;
 use greenlet::net::tls::{TlsAcceptor, TlsConnector, rustls};
 use greenlet::server::StreamServer;
-use support::tls::certificate;
+use self_signed::certificate;
 
 /// A TLS line-echo server; handshake failures are counted.
 fn tls_echo(config: Arc<rustls::ServerConfig>) -> StreamServer {

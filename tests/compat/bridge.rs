@@ -9,12 +9,11 @@ use std::time::{Duration, Instant};
 
 use greenlet::{JoinError, block_on};
 
-#[path = "compat/pq.rs"]
 #[allow(dead_code)]
 mod pq;
-#[path = "compat/services.rs"]
 #[allow(dead_code)]
 mod services;
+#[path = "../support/mod.rs"]
 mod support;
 
 use support::ms;

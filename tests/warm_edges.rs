@@ -376,6 +376,12 @@ fn child_shelved_carriers_hold_address_space() {
     configure();
     const N: usize = 1200;
     assert_eq!(greenlet::spawn(|| 1).get(), Ok(1)); // the runtime is up
+    // RLIMIT_AS limits the heap too, and an allocation that fails aborts the process: give
+    // the heap room it keeps (no trimming) before the limit, so that only stacks run out.
+    // SAFETY: mallopt only sets a glibc malloc parameter.
+    unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) };
+    let room: Vec<Vec<u8>> = (0..4096).map(|_| vec![1u8; 16 * 1024]).collect();
+    drop(room);
     let base = vm_size_kib();
     let limit = (base + 256 * 1024) * 1024;
     let rl = libc::rlimit {

@@ -83,6 +83,7 @@ impl Carrier {
             let mut idle = lock(&shelf.idle);
             if let Some(i) = idle.iter().position(|(c, _)| Arc::ptr_eq(c, self)) {
                 idle.remove(i);
+                IDLE.fetch_sub(1, Ordering::Relaxed);
                 return None;
             }
         }
@@ -116,16 +117,18 @@ fn keep() -> Duration {
     crate::config::keep_warm()
 }
 
-/// Most idle carriers per worker: together, half of what the mapping limit allows (two
-/// mappings each), so that the other half stays for live greenlets. (A spawn that finds no
-/// room for a stack ends the idle carriers and tries again: [`release_idle`].)
-fn shelf_cap() -> usize {
+/// Idle carriers on all shelves.
+static IDLE: AtomicUsize = AtomicUsize::new(0);
+
+/// Most idle carriers in all: half of what the mapping limit allows (two mappings each), so
+/// that the other half stays for live greenlets. (A spawn that finds no room for a stack ends
+/// the idle carriers and tries again: [`release_idle`].)
+fn idle_cap() -> usize {
     static CAP: OnceLock<usize> = OnceLock::new();
     *CAP.get_or_init(|| {
-        let workers = may::config().get_workers().max(1);
         let allowed =
             crate::config::max_map_count().map_or(usize::MAX, crate::config::greenlets_allowed);
-        (allowed / 2 / workers).max(1)
+        (allowed / 2).max(1)
     })
 }
 
@@ -147,6 +150,7 @@ pub(super) fn take(home: usize, elsewhere: bool) -> Option<(usize, Arc<Carrier>)
     (0..tries).find_map(|i| {
         let at = (home + i) % shelves.len();
         let c = lock(&shelves[at].idle).pop_back()?.0;
+        IDLE.fetch_sub(1, Ordering::Relaxed);
         Some((at, c))
     })
 }
@@ -170,11 +174,11 @@ pub(super) fn carry(home: usize, first: impl FnOnce() -> bool) {
     });
     loop {
         {
-            let mut idle = lock(&shelf.idle);
-            if idle.len() >= shelf_cap() {
+            if IDLE.fetch_add(1, Ordering::Relaxed) >= idle_cap() {
+                IDLE.fetch_sub(1, Ordering::Relaxed);
                 break;
             }
-            idle.push_back((me.clone(), EPOCH.load(Ordering::Relaxed)));
+            lock(&shelf.idle).push_back((me.clone(), EPOCH.load(Ordering::Relaxed)));
         }
         wake_sweeper();
         match me.wait(shelf) {
@@ -207,6 +211,7 @@ pub(super) fn release_idle(bound: Duration) -> usize {
         .iter()
         .flat_map(|s| std::mem::take(&mut *lock(&s.idle)))
         .collect();
+    IDLE.fetch_sub(idle.len(), Ordering::Relaxed);
     for (c, _) in &idle {
         c.finish();
     }
@@ -252,7 +257,8 @@ fn sweep() {
             let stale: Vec<_> = {
                 let mut idle = lock(&shelf.idle);
                 let n = idle.iter().take_while(|(_, e)| e + TICKS < now).count();
-                let stale = idle.drain(..n).collect();
+                let stale: Vec<_> = idle.drain(..n).collect();
+                IDLE.fetch_sub(stale.len(), Ordering::Relaxed);
                 left += idle.len();
                 stale
             };

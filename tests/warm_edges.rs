@@ -355,7 +355,7 @@ fn deep_detached_result_destructor() {
 // 4. Shelved carriers keep their stacks mapped (address space and two mappings each) for up
 //    to `keep_warm`: a spawn that finds no room for a new stack (here a `Builder::stack_size`
 //    one, under an address-space limit, RLIMIT_AS) ends them and tries again. (The shelves
-//    together hold at most half of what vm.max_map_count allows.)
+//    together hold at most seven eighths of what vm.max_map_count allows.)
 // ---------------------------------------------------------------------------------------------
 
 fn vm_size_kib() -> u64 {

@@ -14,7 +14,8 @@
 //!   cancel flag may be left set), or whose stack overflowed (its coroutine stays parked for
 //!   good, `overflow`). It then ends, and may frees its stack.
 //! - The shelves grow to the high-water mark of live greenlets (each carrier on a shelf was a
-//!   live greenlet a moment ago), at most what `vm.max_map_count` allows. A carrier left on a
+//!   live greenlet a moment ago), at most seven eighths of what `vm.max_map_count` allows;
+//!   a spawn that finds no room for a new stack ends the idle carriers and tries again. A carrier left on a
 //!   shelf for [`Config::keep_warm`](crate::Config::keep_warm) (10 s by default) is ended by
 //!   the `greenlet-warm` thread, so memory follows the live count once the load has gone.
 
@@ -120,15 +121,17 @@ fn keep() -> Duration {
 /// Idle carriers on all shelves.
 static IDLE: AtomicUsize = AtomicUsize::new(0);
 
-/// Most idle carriers in all: half of what the mapping limit allows (two mappings each), so
-/// that the other half stays for live greenlets. (A spawn that finds no room for a stack ends
-/// the idle carriers and tries again: [`release_idle`].)
+/// Most idle carriers in all: seven eighths of the greenlets the mapping limit allows (two
+/// mappings each), so that some room always stays for other mappings (heap arenas, threads).
+/// Each carrier on a shelf was a live greenlet a moment ago, so this only bites past that
+/// many live at once. (A spawn that finds no room for a stack ends the idle carriers and
+/// tries again: [`release_idle`].)
 fn idle_cap() -> usize {
     static CAP: OnceLock<usize> = OnceLock::new();
     *CAP.get_or_init(|| {
         let allowed =
             crate::config::max_map_count().map_or(usize::MAX, crate::config::greenlets_allowed);
-        (allowed / 2).max(1)
+        (allowed - allowed / 8).max(1)
     })
 }
 

@@ -231,12 +231,7 @@ fn child_deep_local_destructor() {
         !DEEP_DONE.load(Ordering::SeqCst),
         "a 300 KiB destructor finished on a 128 KiB stack?"
     );
-    let sum: u64 = greenlet::joinall((0..100u64).map(|i| greenlet::spawn(move || i)))
-        .into_iter()
-        .map(Result::unwrap)
-        .sum();
-    assert_eq!(sum, 4950);
-    eprintln!("CHILD OK");
+    runtime_goes_on();
 }
 
 /// A greenlet-local whose destructor needs ~300 KiB of stack (a recursive drop of a long
@@ -244,30 +239,37 @@ fn child_deep_local_destructor() {
 /// and the process goes on, with warm greenlets or without (`keep_warm` 0).
 #[test]
 fn deep_greenlet_local_destructor() {
-    if in_child() {
-        return;
+    if !in_child() {
+        survives_with_and_without_warm("child_deep_local_destructor");
     }
-    let (cold, cold_out) = child(
-        "child_deep_local_destructor",
-        &[("WARM_DEPTH", "300"), ("WARM_KEEP_WARM_MS", "0")],
-        Duration::from_secs(60),
-    );
-    let (warm, warm_out) = child(
-        "child_deep_local_destructor",
-        &[("WARM_DEPTH", "300")],
-        Duration::from_secs(60),
-    );
-    assert!(
-        cold.success() && cold_out.contains("CHILD OK"),
-        "without warm greenlets (keep_warm 0) the child ended with {cold:?}\n{}",
-        tail(&cold_out, 30)
-    );
-    assert!(
-        warm.success() && warm_out.contains("CHILD OK"),
-        "with warm carriers (default keep_warm) the child ended with {warm:?}\n---- child \
-         output (tail) ----\n{}",
-        tail(&warm_out, 30)
-    );
+}
+
+/// Runs the child case `name` (a 300 KiB destructor) without warm greenlets and with them;
+/// both must end well.
+fn survives_with_and_without_warm(name: &str) {
+    for (keep, what) in [
+        (Some("0"), "without warm greenlets (keep_warm 0)"),
+        (None, "with warm greenlets"),
+    ] {
+        let mut envs = vec![("WARM_DEPTH", "300")];
+        envs.extend(keep.map(|k| ("WARM_KEEP_WARM_MS", k)));
+        let (status, out) = child(name, &envs, Duration::from_secs(60));
+        assert!(
+            status.success() && out.contains("CHILD OK"),
+            "{what} the child ended with {status:?}\n---- child output (tail) ----\n{}",
+            tail(&out, 30)
+        );
+    }
+}
+
+/// In a child: the runtime still spawns and joins greenlets; then says so.
+fn runtime_goes_on() {
+    let sum: u64 = greenlet::joinall((0..100u64).map(|i| greenlet::spawn(move || i)))
+        .into_iter()
+        .map(Result::unwrap)
+        .sum();
+    assert_eq!(sum, 4950);
+    eprintln!("CHILD OK");
 }
 
 fn tail(s: &str, n: usize) -> String {
@@ -314,41 +316,15 @@ fn child_deep_detached_result() {
         !DEEP_DONE.load(Ordering::SeqCst),
         "a 300 KiB destructor finished on a 128 KiB stack?"
     );
-    let sum: u64 = greenlet::joinall((0..100u64).map(|i| greenlet::spawn(move || i)))
-        .into_iter()
-        .map(Result::unwrap)
-        .sum();
-    assert_eq!(sum, 4950);
-    eprintln!("CHILD OK");
+    runtime_goes_on();
 }
 
 /// A detached greenlet whose result's destructor needs ~300 KiB of stack: as above.
 #[test]
 fn deep_detached_result_destructor() {
-    if in_child() {
-        return;
+    if !in_child() {
+        survives_with_and_without_warm("child_deep_detached_result");
     }
-    let (cold, cold_out) = child(
-        "child_deep_detached_result",
-        &[("WARM_DEPTH", "300"), ("WARM_KEEP_WARM_MS", "0")],
-        Duration::from_secs(60),
-    );
-    let (warm, warm_out) = child(
-        "child_deep_detached_result",
-        &[("WARM_DEPTH", "300")],
-        Duration::from_secs(60),
-    );
-    assert!(
-        cold.success() && cold_out.contains("CHILD OK"),
-        "without warm greenlets (keep_warm 0) the child ended with {cold:?}\n{}",
-        tail(&cold_out, 30)
-    );
-    assert!(
-        warm.success() && warm_out.contains("CHILD OK"),
-        "with warm carriers (default keep_warm) the child ended with {warm:?}\n---- child \
-         output (tail) ----\n{}",
-        tail(&warm_out, 30)
-    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -231,10 +231,14 @@ impl<T> fmt::Debug for Task<T> {
 ///
 /// # Examples
 ///
+/// With tokio (any executor works; this example runs with the `tokio` feature):
+///
 /// ```
+/// # #[cfg(feature = "tokio")] {
 /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// let n = rt.block_on(async { greenlet::threadpool::spawn_blocking(|| 2 + 2).await });
 /// assert_eq!(n, Ok(4));
+/// # }
 /// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct TaskFuture<T>(FlagFuture<Task<T>>);

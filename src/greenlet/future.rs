@@ -18,7 +18,10 @@ use crate::sync::waiters::FlagFuture;
 ///
 /// # Examples
 ///
+/// With tokio (any executor works; this example runs with the `tokio` feature):
+///
 /// ```
+/// # #[cfg(feature = "tokio")] {
 /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// let out = rt.block_on(async {
 ///     let g = greenlet::spawn(|| {
@@ -28,6 +31,7 @@ use crate::sync::waiters::FlagFuture;
 ///     g.await
 /// });
 /// assert_eq!(out, Ok("done"));
+/// # }
 /// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct GreenletFuture<T>(FlagFuture<Greenlet<T>>);

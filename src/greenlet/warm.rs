@@ -3,21 +3,23 @@
 //! instead of making a coroutine (issue 18).
 //!
 //! - Every greenlet with the default stack size runs in a **carrier**: a may coroutine that
-//!   runs one greenlet after another. Between two, the carrier resets what the greenlet left
-//!   in the coroutine (its `CURRENT` entry, its greenlet-locals), puts itself on its worker's
-//!   shelf (newest last) and parks on its own blocker.
+//!   runs one greenlet after another. Each greenlet's run ends by clearing what it left in
+//!   the coroutine (its `CURRENT` entry, its greenlet-locals: `Inner::run`); the carrier then
+//!   puts itself on its worker's shelf (newest last) and parks on its own blocker.
 //! - A spawn takes the newest carrier of the target worker's shelf (its stack is the most
 //!   likely still in cache), stores the body in it and unparks it: on the same worker that
 //!   is a push onto may's local run queue, with no eventfd write and no stack to map; from
 //!   elsewhere the wake-up goes through the worker's mailbox (`deadline::home`).
 //! - A carrier is not reused after a greenlet that a kill or a time-out was sent to (may's
-//!   cancel flag may be left set), or whose stack overflowed (its coroutine stays parked for
+//!   cancel flag may be left set), whose clearing was not clean (a destructor panicked, or
+//!   kept making greenlet-locals), or whose stack overflowed (its coroutine stays parked for
 //!   good, `overflow`). It then ends, and may frees its stack.
 //! - The shelves grow to the high-water mark of live greenlets (each carrier on a shelf was a
-//!   live greenlet a moment ago), at most seven eighths of what `vm.max_map_count` allows;
-//!   a spawn that finds no room for a new stack ends the idle carriers and tries again. A carrier left on a
-//!   shelf for [`Config::keep_warm`](crate::Config::keep_warm) (10 s by default) is ended by
-//!   the `greenlet-warm` thread, so memory follows the live count once the load has gone.
+//!   live greenlet a moment ago), at most seven eighths of what `vm.max_map_count` allows; a
+//!   spawn that finds no room for a new stack ends the idle carriers and tries again. A
+//!   carrier left on a shelf for [`Config::keep_warm`](crate::Config::keep_warm) (10 s by
+//!   default) is ended by the `greenlet-warm` thread, so memory follows the live count once
+//!   the load has gone.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -284,7 +286,7 @@ fn sweep() {
     }
 }
 
-/// Idle carriers on all shelves (for tests and `dump`).
+/// Idle carriers on all shelves (for the crate's tests: `__warm_idle`).
 pub(crate) fn idle_count() -> usize {
     SHELVES
         .get()

@@ -131,12 +131,11 @@ impl<T: Send + 'static> Erased for Inner<T> {
     fn overflowed(self: Arc<Self>) {
         if !self.meta.running.swap(false, Ordering::AcqRel) {
             // Its body had returned: the overflow is in a destructor run after it ended.
-            log::error!(
-                "greenlet {} (id {}) overflowed its stack after it ended, in the destructor of \
-                 its result (detached) or of its greenlet-locals; that destructor was stopped",
+            overflow::log_overflow_after_end(format_args!(
+                "{} (id {})",
                 self.meta.name(),
                 self.meta.id
-            );
+            ));
             return;
         }
         // No cancel is sent to it from now on (`send_cancel` checks `running`, on this

@@ -467,10 +467,7 @@ fn settle(slot: usize) {
         match greenlet.upgrade() {
             Some(g) => g.overflowed(),
             // Its last handle was being dropped: the overflow is in its result's destructor.
-            None => log::error!(
-                "greenlet {id} overflowed its stack after it ended, in the destructor of its \
-                 result (detached) or of its greenlet-locals; that destructor was stopped"
-            ),
+            None => log_overflow_after_end(id),
         }
     }
     static SAID: AtomicBool = AtomicBool::new(false);
@@ -483,6 +480,15 @@ fn settle(slot: usize) {
         );
     }
     refill_spares();
+}
+
+/// Logs an overflow of greenlet `who` (its id, or its name and id) after its body returned:
+/// in a destructor run as it ends (`Inner::run`).
+pub(super) fn log_overflow_after_end(who: impl std::fmt::Display) {
+    log::error!(
+        "greenlet {who} overflowed its stack after it ended, in the destructor of its result \
+         (detached) or of its greenlet-locals; that destructor was stopped"
+    );
 }
 
 /// Parks the running coroutine for good: nothing holds what would unpark it, and the crate

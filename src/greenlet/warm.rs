@@ -178,13 +178,11 @@ pub(super) fn carry(home: usize, first: impl FnOnce() -> bool) {
         parker: Arc::new(Parker::new()),
     });
     loop {
-        {
-            if IDLE.fetch_add(1, Ordering::Relaxed) >= idle_cap() {
-                IDLE.fetch_sub(1, Ordering::Relaxed);
-                break;
-            }
-            lock(&shelf.idle).push_back((me.clone(), EPOCH.load(Ordering::Relaxed)));
+        if IDLE.fetch_add(1, Ordering::Relaxed) >= idle_cap() {
+            IDLE.fetch_sub(1, Ordering::Relaxed);
+            break;
         }
+        lock(&shelf.idle).push_back((me.clone(), EPOCH.load(Ordering::Relaxed)));
         wake_sweeper();
         match me.wait(shelf) {
             Some(job) => {

@@ -21,6 +21,19 @@ fn configure() {
     });
 }
 
+/// Spawns `n` greenlets that each count themselves in `ran`, counting them in `expected`.
+fn burst(n: u64, ran: &Arc<AtomicU64>, expected: &AtomicU64) -> Vec<greenlet::Greenlet<()>> {
+    (0..n)
+        .map(|_| {
+            let ran = ran.clone();
+            expected.fetch_add(1, Ordering::SeqCst);
+            greenlet::spawn(move || {
+                ran.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn sweeper_racing_spawners() {
     configure();
@@ -34,16 +47,7 @@ fn sweeper_racing_spawners() {
                     for round in 0..600u64 {
                         // A burst (shelving several carriers), then a pause around their
                         // time to be ended, then a spawn that may take one being ended.
-                        let burst = 1 + (round * 7 + t) % 8;
-                        let gs: Vec<_> = (0..burst)
-                            .map(|_| {
-                                let ran = ran.clone();
-                                expected.fetch_add(1, Ordering::SeqCst);
-                                greenlet::spawn(move || {
-                                    ran.fetch_add(1, Ordering::SeqCst);
-                                })
-                            })
-                            .collect();
+                        let gs = burst(1 + (round * 7 + t) % 8, &ran, &expected);
                         for g in gs {
                             let t0 = Instant::now();
                             if !g.join_timeout(Duration::from_secs(5)) {
@@ -67,16 +71,7 @@ fn sweeper_racing_spawners() {
         let (ran2, expected2) = (ran.clone(), expected.clone());
         let inner = greenlet::spawn(move || {
             for round in 0..600u64 {
-                let burst = 1 + (round * 5) % 8;
-                let gs: Vec<_> = (0..burst)
-                    .map(|_| {
-                        let ran = ran2.clone();
-                        expected2.fetch_add(1, Ordering::SeqCst);
-                        greenlet::spawn(move || {
-                            ran.fetch_add(1, Ordering::SeqCst);
-                        })
-                    })
-                    .collect();
+                let gs = burst(1 + (round * 5) % 8, &ran2, &expected2);
                 for g in gs {
                     assert!(
                         g.join_timeout(Duration::from_secs(5)),

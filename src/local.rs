@@ -35,6 +35,25 @@ may::coroutine_local!(static VALUES: Map = RefCell::new(HashMap::new()));
 /// the calling greenlet's copy (the calling thread's, off the greenlets).
 ///
 /// Made by the macro; its fields are not part of the API.
+///
+/// # Examples
+///
+/// ```
+/// use std::cell::RefCell;
+///
+/// greenlet::greenlet_local! {
+///     static LOG: RefCell<Vec<&'static str>> = RefCell::new(Vec::new());
+/// }
+///
+/// let g = greenlet::spawn(|| {
+///     LOG.with(|l| l.borrow_mut().push("started"));
+///     greenlet::yield_now();
+///     LOG.with(|l| l.borrow().len())
+/// });
+/// assert_eq!(g.get(), Ok(1));
+/// // A plain thread has its own value.
+/// assert_eq!(LOG.with(|l| l.borrow().len()), 0);
+/// ```
 pub struct LocalKey<T: 'static> {
     #[doc(hidden)]
     pub __init: fn() -> T,
